@@ -1,0 +1,102 @@
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pgjobs/db/error.h"
+
+namespace pgjobs::db {
+
+/// A statement parameter in text format; std::nullopt is SQL NULL.
+using Param = std::optional<std::string>;
+using Params = std::vector<Param>;
+
+/// The rows a statement returned. Cheap to copy (shared, immutable). Values are in text format.
+class Result {
+ public:
+  Result();
+  /// Number of rows.
+  int Rows() const;
+  /// Number of columns.
+  int Columns() const;
+  /// Whether the value at (row, column) is NULL. Throws pgjobs::Error when out of range.
+  bool IsNull(int row, int column) const;
+  /// The value at (row, column) as text ("" for NULL). Throws pgjobs::Error when out of range.
+  std::string_view Text(int row, int column) const;
+  /// The value parsed as an integer; throws pgjobs::Error naming the column if it is not one.
+  long long Int(int row, int column) const;
+  /// The value parsed as a double ("Infinity"/"NaN" accepted); throws pgjobs::Error if not one.
+  double Double(int row, int column) const;
+  /// The index of the column named `name`; throws pgjobs::Error if there is none.
+  int ColumnIndex(std::string_view name) const;
+
+  struct Impl;  // libpq's result, hidden from users of this header.
+  explicit Result(std::shared_ptr<const Impl> impl);
+
+ private:
+  void Check(int row, int column) const;
+  std::shared_ptr<const Impl> impl_;
+};
+
+/// A notification received on a LISTENed channel.
+struct Notification {
+  std::string channel;
+  std::string payload;
+};
+
+/// How to reach the database.
+struct ConnectOptions {
+  /// A libpq connection string or postgresql:// URI.
+  std::string dsn;
+  /// Shown in pg_stat_activity.application_name.
+  std::string application_name = "pgjobs";
+  /// Gives up connecting after this long.
+  std::chrono::milliseconds connect_timeout{5000};
+};
+
+/// One libpq connection. Not thread-safe, except Cancel(), which any thread may call while
+/// another runs a statement. Every error is a DbError naming the statement; after an error with
+/// ConnectionBroken() the object must be replaced.
+class Connection {
+ public:
+  /// Connects, or throws DbError (ConnectionBroken) whose message shows the DSN with its password
+  /// redacted and libpq's reason.
+  explicit Connection(const ConnectOptions& options);
+  ~Connection();
+  Connection(Connection&&) noexcept;
+  Connection& operator=(Connection&&) noexcept;
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  /// Runs one or more statements without parameters (the simple query protocol). `name` is what
+  /// errors call them.
+  void Execute(std::string_view name, const std::string& sql);
+  /// Runs one statement with parameters bound separately from the text.
+  Result Query(std::string_view name, const std::string& sql, const Params& params = {});
+  /// Prepares `sql` as the named statement, once per connection.
+  void Prepare(const std::string& name, const std::string& sql);
+  /// Runs a statement prepared with Prepare().
+  Result QueryPrepared(const std::string& name, const Params& params = {});
+
+  /// Asks the server to cancel the statement running now; safe from any thread. Best effort.
+  void Cancel() noexcept;
+  /// False once a call found the connection broken.
+  bool IsOpen() const;
+  /// The socket, for waiting on notifications with poll().
+  int Socket() const;
+  /// Reads what the server has sent and returns the next pending notification, if any. Never
+  /// blocks.
+  std::optional<Notification> NextNotification();
+  /// The server's process id for this session.
+  int BackendPid() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pgjobs::db

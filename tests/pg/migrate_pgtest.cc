@@ -1,0 +1,131 @@
+// The migrator against real databases: fresh installs, upgrades, failures and races.
+#include <thread>
+
+#include "pgjobs/migrate/migrator.h"
+#include "tests/pg/fixture.h"
+
+namespace pgjobs::testing {
+namespace {
+
+class MigrateTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dsn_ = PgCluster::Shared().EmptyDatabase();
+    conn_.emplace(db::ConnectOptions{.dsn = dsn_});
+  }
+  std::string Value(const std::string& sql) {
+    return std::string(conn_->Query("value", sql).Text(0, 0));
+  }
+  std::string dsn_;
+  std::optional<db::Connection> conn_;
+};
+
+const std::vector<migrate::Migration>& All() { return migrate::BundledMigrations(); }
+
+TEST_F(MigrateTest, InstallsEveryVersionThenIsANoOp) {
+  EXPECT_EQ(migrate::Apply(*conn_, All()), (std::vector<int>{1, 2}));
+  EXPECT_EQ(Value("SELECT string_agg(version || name, ',' ORDER BY version) FROM "
+                  "jobs.schema_migrations"),
+            "1queue,2stats");
+  EXPECT_TRUE(migrate::Apply(*conn_, All()).empty());
+  const auto status = migrate::Status(*conn_, All());
+  ASSERT_EQ(status.size(), 2u);
+  EXPECT_TRUE(status[0].applied_at.has_value());
+  EXPECT_TRUE(status[1].applied_at.has_value());
+}
+
+TEST_F(MigrateTest, StatusListsPendingVersionsWithoutChangingAnything) {
+  const auto status = migrate::Status(*conn_, All());
+  ASSERT_EQ(status.size(), 2u);
+  EXPECT_FALSE(status[0].applied_at.has_value());
+  EXPECT_EQ(status[1].name, "stats");
+  EXPECT_EQ(Value("SELECT count(*) FROM pg_namespace WHERE nspname = 'jobs'"), "0");
+}
+
+TEST_F(MigrateTest, UpgradesAFirstVersionInstallInPlace) {
+  EXPECT_EQ(migrate::Apply(*conn_, All(), 1), (std::vector<int>{1}));
+  conn_->Execute("work on version 1", R"sql(
+    SELECT jobs.publish('a') FROM generate_series(1, 5);
+    SELECT jobs.publish('b');
+    SELECT jobs.ack(job_id) FROM jobs.consume(2, ARRAY['a']) LIMIT 1;
+  )sql");
+  EXPECT_EQ(migrate::Apply(*conn_, All()), (std::vector<int>{2}));
+  // The counters start from the rows already queued; history from before has no watermark.
+  EXPECT_EQ(Value("SELECT string_agg(task || ready || '/' || running, ',' ORDER BY task) FROM "
+                  "jobs.stats_queue"),
+            "a3/1,b1/0");
+  EXPECT_EQ(Value("SELECT count(*) || '/' || count(finished_xid) FROM jobs.job"), "1/0");
+  conn_->Execute("work on version 2", "SELECT jobs.ack(job_id) FROM jobs.consume(1)");
+  EXPECT_EQ(Value("SELECT count(*) || '/' || count(finished_xid) FROM jobs.job"), "2/1");
+}
+
+TEST_F(MigrateTest, AFailingMigrationLeavesTheDatabaseAsItWas) {
+  std::vector<migrate::Migration> broken = All();
+  broken.push_back(
+      {3, "broken", "CREATE TABLE jobs.half_done (x int);\nSELECT no_such_function();"});
+  try {
+    migrate::Apply(*conn_, broken);
+    FAIL() << "expected the broken migration to fail";
+  } catch (const db::DbError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "migration 3 (broken): function no_such_function() does not exist hint: No "
+              "function matches the given name and argument types. You might need to add "
+              "explicit type casts. [SQLSTATE 42883]");
+  }
+  // All or nothing: versions 1 and 2, applied in the same run, are rolled back too.
+  EXPECT_EQ(Value("SELECT count(*) FROM pg_namespace WHERE nspname = 'jobs'"), "0");
+  EXPECT_EQ(migrate::Apply(*conn_, All()), (std::vector<int>{1, 2}));
+  EXPECT_THROW(migrate::Apply(*conn_, broken), db::DbError);
+  EXPECT_EQ(Value("SELECT to_regclass('jobs.half_done') IS NULL"), "t");
+  EXPECT_EQ(Value("SELECT max(version) FROM jobs.schema_migrations"), "2");
+}
+
+TEST_F(MigrateTest, RefusesAMigrationEditedAfterItWasApplied) {
+  migrate::Apply(*conn_, All());
+  std::vector<migrate::Migration> edited = All();
+  edited[1].sql += "\n-- edited";
+  try {
+    migrate::Status(*conn_, edited);
+    FAIL() << "expected the edited migration to be refused";
+  } catch (const Error& e) {
+    EXPECT_TRUE(std::string(e.what()).starts_with(
+        "migration 2 (stats) was changed after it was applied (checksum "))
+        << e.what();
+  }
+  EXPECT_THROW(migrate::Apply(*conn_, edited), Error);
+}
+
+TEST_F(MigrateTest, RefusesADatabaseNewerThanItKnows) {
+  migrate::Apply(*conn_, All());
+  std::vector<migrate::Migration> older(All().begin(), All().begin() + 1);
+  try {
+    migrate::Apply(*conn_, older);
+    FAIL() << "expected a newer database to be refused";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "database is at version 2, newer than this jobs-migrate knows (1)");
+  }
+}
+
+TEST_F(MigrateTest, ConcurrentRunsApplyEachVersionOnce) {
+  std::vector<std::vector<int>> applied(4);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([this, i, &applied] {
+      db::Connection conn(db::ConnectOptions{.dsn = dsn_});
+      applied[i] = migrate::Apply(conn, All());
+    });
+  }
+  for (auto& t : threads) t.join();
+  int runs_that_applied = 0;
+  for (const auto& a : applied) {
+    if (!a.empty()) {
+      ++runs_that_applied;
+      EXPECT_EQ(a, (std::vector<int>{1, 2}));
+    }
+  }
+  EXPECT_EQ(runs_that_applied, 1);
+}
+
+}  // namespace
+}  // namespace pgjobs::testing

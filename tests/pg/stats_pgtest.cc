@@ -1,0 +1,225 @@
+// The stats views and functions the exporter reads.
+#include <map>
+#include <thread>
+
+#include "tests/pg/fixture.h"
+
+namespace pgjobs::testing {
+namespace {
+
+using StatsTest = PgTest;
+
+struct TaskStats {
+  long long ready, scheduled, retry_wait, running, expired;
+  double oldest_ready_age, oldest_running, max_overdue;
+};
+
+std::map<std::string, TaskStats> ReadStats(db::Connection& conn) {
+  db::Result r = conn.Query("stats", "SELECT * FROM jobs.stats_queue");
+  std::map<std::string, TaskStats> out;
+  for (int i = 0; i < r.Rows(); ++i) {
+    out[std::string(r.Text(i, 0))] =
+        TaskStats{r.Int(i, 1), r.Int(i, 2),    r.Int(i, 3),    r.Int(i, 4),
+                  r.Int(i, 5), r.Double(i, 6), r.Double(i, 7), r.Double(i, 8)};
+  }
+  return out;
+}
+
+TEST_F(StatsTest, QueueStatsCountEveryStatePerTask) {
+  Conn().Query("bulk",
+               "SELECT count(*) FROM jobs.publish_bulk(ARRAY(SELECT ('a', NULL, NULL, NULL, NULL, "
+               "NULL)::jobs.bulk_job FROM generate_series(1, 10)))");
+  Publish("a", "i_scheduled_at => clock_timestamp() + interval '1 hour'");
+  Publish("b", "i_timeout => 0.05");
+  Publish("b");
+  // a: 3 running (one nacked into retry_wait), b: one expired.
+  db::Result taken = Conn().Query("c", "SELECT job_id FROM jobs.consume(3, ARRAY['a'])");
+  ASSERT_EQ(taken.Rows(), 3);
+  Conn().Query("nack", "SELECT jobs.nack($1::bigint, 'x')", {std::string(taken.Text(0, 0))});
+  ASSERT_EQ(Conn().Query("c", "SELECT * FROM jobs.consume(1, ARRAY['b'])").Rows(), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(80));
+
+  auto stats = ReadStats(Conn());
+  ASSERT_EQ(stats.size(), 2u);
+  const TaskStats& a = stats["a"];
+  EXPECT_EQ(a.ready, 7);
+  EXPECT_EQ(a.scheduled, 1);
+  EXPECT_EQ(a.retry_wait, 1);
+  EXPECT_EQ(a.running, 2);
+  EXPECT_EQ(a.expired, 0);
+  EXPECT_GT(a.oldest_ready_age, 0.05);
+  EXPECT_LT(a.oldest_ready_age, 30);
+  EXPECT_GT(a.oldest_running, 0.05);
+  EXPECT_EQ(a.max_overdue, 0);
+  const TaskStats& b = stats["b"];
+  EXPECT_EQ(b.ready, 1);
+  EXPECT_EQ(b.running, 0);
+  EXPECT_EQ(b.expired, 1);
+  EXPECT_GT(b.max_overdue, 0.01);
+  EXPECT_LT(b.max_overdue, 30);
+  // The states partition the queue.
+  EXPECT_EQ(Int("SELECT sum(ready + scheduled + retry_wait + running + expired) FROM "
+                "jobs.stats_queue"),
+            Int("SELECT count(*) FROM jobs.job_queue"));
+}
+
+TEST_F(StatsTest, OldestReadyAgeIgnoresFutureAndBackoffJobs) {
+  Publish("t", "i_scheduled_at => clock_timestamp() - interval '10 minutes' + interval '2 hours'");
+  const long long retry = Publish("t");
+  ASSERT_EQ(Int("SELECT job_id FROM jobs.consume(1)"), retry);
+  Conn().Query("nack", "SELECT jobs.nack($1, 'x', clock_timestamp() + interval '1 hour')",
+               {std::to_string(retry)});
+  EXPECT_EQ(ReadStats(Conn())["t"].oldest_ready_age, 0);
+  Publish("t", "i_scheduled_at => clock_timestamp() - interval '90 seconds'");
+  const double age = ReadStats(Conn())["t"].oldest_ready_age;
+  EXPECT_GE(age, 90);
+  EXPECT_LT(age, 100);
+}
+
+TEST_F(StatsTest, TasksThatLeftTheQueueDisappear) {
+  const long long id = Publish("gone");
+  ASSERT_EQ(ReadStats(Conn()).count("gone"), 1u);
+  Conn().Query("c", "SELECT * FROM jobs.consume(1)");
+  Conn().Query("ack", "SELECT jobs.ack($1)", {std::to_string(id)});
+  EXPECT_EQ(ReadStats(Conn()).count("gone"), 0u);
+}
+
+TEST_F(StatsTest, CountersStayExactUnderConcurrentWork) {
+  Conn().Query("bulk",
+               "SELECT count(*) FROM jobs.publish_bulk(ARRAY(SELECT ('t' || (i % 4), NULL, NULL, "
+               "NULL, NULL, 1)::jobs.bulk_job FROM generate_series(1, 2000) i))");
+  std::vector<std::thread> threads;
+  for (int c = 0; c < 4; ++c) {
+    threads.emplace_back([this, c] {
+      db::Connection conn = Connect();
+      for (int round = 0; round < 40; ++round) {
+        db::Result r = conn.Query("consume", "SELECT job_id FROM jobs.consume(10)");
+        for (int i = 0; i < r.Rows(); ++i) {
+          const std::string id(r.Text(i, 0));
+          if ((i + c) % 3 == 0) {
+            conn.Query("nack", "SELECT jobs.nack($1::bigint, 'x', clock_timestamp())", {id});
+          } else if ((i + c) % 3 == 1) {
+            conn.Query("ack", "SELECT jobs.ack($1::bigint)", {id});
+          }  // else: left running
+        }
+        conn.Query("publish", "SELECT jobs.publish('t9')");
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(Int("SELECT coalesce(sum(ready + scheduled + retry_wait), 0) FROM jobs.stats_queue"),
+            Int("SELECT count(*) FROM jobs.job_queue WHERE status = 'pending'"));
+  EXPECT_EQ(Int("SELECT coalesce(sum(running + expired), 0) FROM jobs.stats_queue"),
+            Int("SELECT count(*) FROM jobs.job_queue WHERE status = 'running'"));
+  EXPECT_EQ(Int("SELECT count(*) FROM (SELECT task, sum(n) FROM jobs.pending_count GROUP BY task "
+                "EXCEPT SELECT task, count(*) FROM jobs.job_queue WHERE status = 'pending' "
+                "GROUP BY task) d"),
+            0);
+}
+
+TEST_F(StatsTest, TruncateAndRecountKeepCountersRight) {
+  Publish("t");
+  Conn().Execute("truncate", "TRUNCATE jobs.job_queue");
+  EXPECT_EQ(Int("SELECT count(*) FROM jobs.stats_queue"), 0);
+  Publish("t");
+  Conn().Execute("corrupt", "UPDATE jobs.pending_count SET n = n + 5");
+  Conn().Execute("recount", "SELECT jobs.recount_pending()");
+  EXPECT_EQ(Int("SELECT ready FROM jobs.stats_queue WHERE task = 't'"), 1);
+}
+
+// Reads jobs.finished_stats from `watermark` and returns (rows by kind/task/status/bucket, next).
+struct Finished {
+  std::map<std::string, long long> counts;  // "kind task status bucket" -> n
+  std::map<std::string, double> sums;
+  long long next = 0;
+};
+
+Finished ReadFinished(db::Connection& conn, const std::string& watermark) {
+  db::Result r =
+      conn.Query("finished",
+                 "SELECT kind, task, status, bucket, n, total FROM jobs.finished_stats($1, "
+                 "'{0.5, 10}', '{0.1, 1}', '{1, 2, 3}')",
+                 {watermark == "NULL" ? db::Param() : db::Param(watermark)});
+  Finished f;
+  for (int i = 0; i < r.Rows(); ++i) {
+    if (r.Text(i, 0) == "watermark") {
+      f.next = r.Int(i, 4);
+      continue;
+    }
+    const std::string key = std::string(r.Text(i, 0)) + " " + std::string(r.Text(i, 1)) + " " +
+                            std::string(r.Text(i, 2)) + " " + std::string(r.Text(i, 3));
+    f.counts[key] = r.Int(i, 4);
+    if (!r.IsNull(i, 5)) f.sums[key] = r.Double(i, 5);
+  }
+  return f;
+}
+
+TEST_F(StatsTest, FinishedStatsCountEachFinishedJobExactlyOnce) {
+  Finished start = ReadFinished(Conn(), "NULL");
+  EXPECT_TRUE(start.counts.empty());
+  const long long ok = Publish("t");
+  const long long bad = Publish("t", "i_max_retries => 1");
+  ASSERT_EQ(Conn().Query("c", "SELECT * FROM jobs.consume(2)").Rows(), 2);
+  Conn().Query("ack", "SELECT jobs.ack($1)", {std::to_string(ok)});
+  Conn().Query("nack", "SELECT jobs.nack($1, 'x', clock_timestamp())", {std::to_string(bad)});
+  ASSERT_EQ(Int("SELECT count(*) FROM jobs.consume(1)"), 1);
+  Conn().Query("nack", "SELECT jobs.nack($1, 'x')", {std::to_string(bad)});
+
+  // A third job is acked in a transaction still open during the read: it must not be counted
+  // yet, nor skipped later.
+  const long long slow = Publish("u");
+  ASSERT_EQ(Int("SELECT count(*) FROM jobs.consume(1, ARRAY['u'])"), 1);
+  db::Connection other = Connect();
+  other.Execute("begin", "BEGIN");
+  other.Query("ack", "SELECT jobs.ack($1)", {std::to_string(slow)});
+
+  Finished first = ReadFinished(Conn(), std::to_string(start.next));
+  EXPECT_EQ(first.counts["finished t success "], 1);
+  EXPECT_EQ(first.counts["finished t failure "], 1);
+  EXPECT_EQ(first.counts.count("finished u success "), 0u);
+  // Both t jobs waited less than 0.5 s and ran less than 0.1 s; the failed one made 2 attempts.
+  EXPECT_EQ(first.counts["wait t  1"], 2);
+  EXPECT_EQ(first.counts["run t  1"], 2);
+  EXPECT_EQ(first.counts["attempts t  1"], 1);
+  EXPECT_EQ(first.counts["attempts t  2"], 1);
+  EXPECT_DOUBLE_EQ(first.sums["attempts t  2"], 2.0);
+
+  other.Execute("commit", "COMMIT");
+  Finished second = ReadFinished(Conn(), std::to_string(first.next));
+  EXPECT_EQ(second.counts["finished u success "], 1);
+  EXPECT_EQ(second.counts.count("finished t success "), 0u);
+  Finished third = ReadFinished(Conn(), std::to_string(second.next));
+  EXPECT_TRUE(third.counts.empty());
+}
+
+TEST_F(StatsTest, FinishedStatsBucketsAreLessOrEqual) {
+  // Attempts of exactly 1, 2 and 3 fall in the buckets whose bound they equal; 4 goes to +Inf.
+  for (int attempts = 1; attempts <= 4; ++attempts) {
+    const long long id = Publish("t", "i_max_retries => 5");
+    for (int run = 1; run <= attempts; ++run) {
+      ASSERT_EQ(Int("SELECT count(*) FROM jobs.consume(1)"), 1);
+      if (run < attempts) {
+        Conn().Query("nack", "SELECT jobs.nack($1, 'x', clock_timestamp())", {std::to_string(id)});
+      }
+    }
+    Conn().Query("ack", "SELECT jobs.ack($1)", {std::to_string(id)});
+  }
+  Finished f = ReadFinished(Conn(), "0");
+  EXPECT_EQ(f.counts["attempts t  1"], 1);
+  EXPECT_EQ(f.counts["attempts t  2"], 1);
+  EXPECT_EQ(f.counts["attempts t  3"], 1);
+  EXPECT_EQ(f.counts["attempts t  4"], 1);
+}
+
+TEST_F(StatsTest, PublishedTotalAndTableHealth) {
+  EXPECT_EQ(Int("SELECT published_total FROM jobs.stats_published"), 0);
+  Publish("t");
+  Publish("t");
+  EXPECT_EQ(Int("SELECT published_total FROM jobs.stats_published"), 2);
+  EXPECT_EQ(Value("SELECT string_agg(table_name, ',' ORDER BY table_name) FROM jobs.stats_tables"),
+            "job,job_queue");
+  EXPECT_GT(Int("SELECT total_bytes FROM jobs.stats_tables WHERE table_name = 'job_queue'"), 0);
+}
+
+}  // namespace
+}  // namespace pgjobs::testing
