@@ -123,19 +123,21 @@ RETURNS TABLE (job_id bigint)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_now timestamptz := clock_timestamp();
-    v_bad record;
+    v_bad_ord bigint;
+    v_tasks varchar[];
 BEGIN
-    -- Validate every element before inserting any, so that a refused call queues nothing and the
-    -- error names the element.
-    SELECT j.task, j.timeout, j.max_retries, j.ord INTO v_bad
+    -- One pass finds the first bad element (so that a refused call queues nothing and the error
+    -- names the element) and the distinct tasks to notify.
+    SELECT min(j.ord) FILTER (WHERE j.task IS NULL OR j.task = '' OR j.timeout <= 0
+                                    OR j.max_retries < 0),
+           array_agg(DISTINCT j.task)
+    INTO v_bad_ord, v_tasks
     FROM unnest(i_jobs) WITH ORDINALITY AS j(task, arguments, scheduled_at, timeout, priority,
-                                             max_retries, ord)
-    WHERE j.task IS NULL OR j.task = '' OR j.timeout <= 0 OR j.max_retries < 0
-    ORDER BY j.ord
-    LIMIT 1;
-    IF FOUND THEN
-        PERFORM jobs.check_job_settings(format('jobs.publish_bulk: element %s', v_bad.ord),
-                                        v_bad.task, v_bad.timeout, v_bad.max_retries);
+                                             max_retries, ord);
+    IF v_bad_ord IS NOT NULL THEN
+        PERFORM jobs.check_job_settings(format('jobs.publish_bulk: element %s', v_bad_ord),
+                                        j.task, j.timeout, j.max_retries)
+        FROM unnest(i_jobs[v_bad_ord:v_bad_ord]) AS j;
     END IF;
 
     RETURN QUERY
@@ -143,13 +145,10 @@ BEGIN
                                      scheduled_at)
     SELECT j.task, j.arguments, coalesce(j.priority, 0), coalesce(j.max_retries, 3),
            coalesce(j.timeout, 60), v_now, coalesce(j.scheduled_at::timestamptz, v_now)
-    FROM unnest(i_jobs) WITH ORDINALITY AS j(task, arguments, scheduled_at, timeout, priority,
-                                             max_retries, ord)
-    ORDER BY j.ord
+    FROM unnest(i_jobs) AS j  -- yields the elements in order, which the insert keeps
     RETURNING q.job_id;
 
-    PERFORM pg_notify('jobs', t.task)
-    FROM (SELECT DISTINCT j.task FROM unnest(i_jobs) AS j) AS t;
+    PERFORM pg_notify('jobs', t) FROM unnest(v_tasks) AS t WHERE t IS NOT NULL;
 END $$;
 
 -- Ends attempts that failed (nack) or ran out of time (expire): each listed running job whose
