@@ -24,7 +24,8 @@ TEST(JobsMigrateCli, InstallsThenReportsUpToDate) {
   EXPECT_EQ(first.exit_code, 0) << first.err;
   EXPECT_EQ(first.out,
             "jobs-migrate: applied migration 1 (queue)\n"
-            "jobs-migrate: applied migration 2 (stats)\n");
+            "jobs-migrate: applied migration 2 (stats)\n"
+            "jobs-migrate: applied migration 3 (workers)\n");
   ProcessResult again = RunProcess({kBin, uri});
   EXPECT_EQ(again.exit_code, 0);
   EXPECT_EQ(again.out, "jobs-migrate: schema is up to date\n");

@@ -223,3 +223,34 @@ TEST_F(StatsTest, PublishedTotalAndTableHealth) {
 
 }  // namespace
 }  // namespace pgjobs::testing
+
+namespace pgjobs::testing {
+namespace {
+
+TEST_F(StatsTest, WorkersAreAliveUntilTheyStopBeatingAndTheirJobsAreFound) {
+  const long long alive = Int("SELECT jobs.register_worker('w1', 'host-a', 11, 4)");
+  const long long dying =
+      Int("SELECT jobs.register_worker('w2', 'host-b', 12, 2, interval '50 milliseconds')");
+  const long long stopped = Int("SELECT jobs.register_worker('w3', 'host-c', 13, 1)");
+  Conn().Query("stop", "SELECT jobs.unregister_worker($1)", {std::to_string(stopped)});
+  Publish("a");
+  Publish("a");
+  Publish("b");
+  ASSERT_EQ(Int("SELECT count(*) FROM jobs.consume(1, ARRAY['a'], $1)", {std::to_string(alive)}),
+            1);
+  ASSERT_EQ(Int("SELECT count(*) FROM jobs.consume(2, NULL, $1)", {std::to_string(dying)}), 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(80));
+  EXPECT_EQ(Value("SELECT jobs.heartbeat($1)", {std::to_string(alive)}), "t");
+  EXPECT_EQ(Value("SELECT jobs.heartbeat($1)", {std::to_string(stopped)}), "f");
+  EXPECT_EQ(Value("SELECT string_agg(state || '=' || workers, ',' ORDER BY state) FROM "
+                  "jobs.stats_workers"),
+            "alive=1,stale=1");
+  EXPECT_EQ(Value("SELECT string_agg(task || '=' || jobs, ',' ORDER BY task) FROM "
+                  "jobs.stats_jobs_on_stale_workers"),
+            "a=1,b=1");
+  db::DbError bad = Refusal("SELECT jobs.register_worker('w', 'h', 1, 0)");
+  EXPECT_EQ(bad.ServerMessage(), "jobs.register_worker: concurrency must be at least 1, got 0");
+}
+
+}  // namespace
+}  // namespace pgjobs::testing

@@ -15,6 +15,7 @@ TEST(BundledMigrations, AreNumberedFromOneWithoutGaps) {
   }
   EXPECT_EQ(migrations[0].name, "queue");
   EXPECT_EQ(migrations[1].name, "stats");
+  EXPECT_EQ(migrations[2].name, "workers");
 }
 
 TEST(BundledMigrations, NeverManageTheirOwnTransaction) {

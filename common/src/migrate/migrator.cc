@@ -10,6 +10,7 @@ namespace {
 constexpr const char* kLockKey = "7238510458217003";
 
 constexpr const char* kBootstrap = R"sql(
+SET LOCAL client_min_messages = warning;
 CREATE SCHEMA IF NOT EXISTS jobs;
 CREATE TABLE IF NOT EXISTS jobs.schema_migrations (
     version    integer PRIMARY KEY,
