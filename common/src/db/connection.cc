@@ -72,6 +72,14 @@ double Result::Double(int row, int column) const {
   return value;
 }
 
+std::string Result::ColumnName(int column) const {
+  if (column < 0 || column >= Columns()) {
+    throw Error("result has " + std::to_string(Columns()) + " columns; no column " +
+                std::to_string(column));
+  }
+  return PQfname(impl_->result, column);
+}
+
 int Result::ColumnIndex(std::string_view name) const {
   for (int c = 0; c < Columns(); ++c) {
     if (name == PQfname(impl_->result, c)) return c;

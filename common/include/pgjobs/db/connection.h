@@ -31,6 +31,8 @@ class Result {
   long long Int(int row, int column) const;
   /// The value parsed as a double ("Infinity"/"NaN" accepted); throws pgjobs::Error if not one.
   double Double(int row, int column) const;
+  /// The name of column `column`; throws pgjobs::Error when out of range.
+  std::string ColumnName(int column) const;
   /// The index of the column named `name`; throws pgjobs::Error if there is none.
   int ColumnIndex(std::string_view name) const;
 

@@ -1,0 +1,56 @@
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "pgjobs/config/yaml_reader.h"
+
+namespace pgjobs::exporter {
+
+/// The port jobs-exporter listens on by default (jobs-worker uses 9466).
+inline constexpr int kDefaultPort = 9467;
+
+/// A metric defined by the user as a SQL query.
+struct CustomMetric {
+  std::string name;
+  std::string help;
+  bool counter = false;  // gauge otherwise
+  std::string query;
+  /// Columns whose values become labels, and the column holding the value.
+  std::vector<std::string> labels;
+  std::string value;
+  std::chrono::milliseconds timeout{5000};
+  /// Results younger than this are served from cache (successes only); 0 runs every scrape.
+  std::chrono::milliseconds min_interval{0};
+};
+
+/// The validated configuration of jobs-exporter. Defaults live here and nowhere else.
+struct ExporterConfig {
+  std::string dsn;
+  std::chrono::milliseconds connect_timeout{5000};
+  std::vector<std::string> listen_addresses{":" + std::to_string(kDefaultPort)};
+  std::string telemetry_path = "/metrics";
+  /// Upper bound of a scrape; Prometheus' X-Prometheus-Scrape-Timeout-Seconds header minus
+  /// scrape_timeout_offset shortens it.
+  std::chrono::milliseconds scrape_timeout{10000};
+  std::chrono::milliseconds scrape_timeout_offset{500};
+  /// lock_timeout of every statement: a stats query never waits long behind a lock.
+  std::chrono::milliseconds lock_timeout{1000};
+  /// At most this many distinct task label values; the rest are summed under task="other".
+  int max_tasks = 100;
+  /// Histogram bounds, ascending, in seconds (wait, run) and attempts.
+  std::vector<double> wait_buckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,   2.5,
+                                   5,     10,   30,    60,   120, 300,  600, 1800};
+  std::vector<double> run_buckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,   2.5,
+                                  5,     10,   30,    60,   120, 300,  600, 1800};
+  std::vector<double> attempt_buckets{1, 2, 3, 4, 5, 10};
+  std::vector<CustomMetric> custom_metrics;
+};
+
+/// Parses and validates the YAML in `text` (the contents of `file`), expanding ${VAR} with
+/// `env`. Throws config::ConfigError: "file:line:column: key.path: problem".
+ExporterConfig ParseExporterConfig(const std::string& text, const std::string& file,
+                                   const config::EnvLookup& env);
+
+}  // namespace pgjobs::exporter

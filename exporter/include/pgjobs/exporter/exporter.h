@@ -1,0 +1,93 @@
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "pgjobs/exporter/config.h"
+#include "pgjobs/exporter/stats_source.h"
+#include "pgjobs/http/metrics.h"
+
+namespace pgjobs::exporter {
+
+/// Bounds the task label: the first `max_tasks` task names seen keep their name for the life of
+/// the process; later ones become "other". Pure state, not thread-safe.
+class TaskLabels {
+ public:
+  explicit TaskLabels(int max_tasks) : max_tasks_(max_tasks) {}
+  /// The label value for `task`.
+  const std::string& Label(const std::string& task);
+  /// Distinct task names folded into "other" so far (counted up to a bound).
+  size_t Folded() const { return folded_.size(); }
+
+ private:
+  size_t max_tasks_;
+  std::set<std::string> kept_;
+  std::set<std::string> folded_;
+  static inline const std::string kOther = "other";
+};
+
+/// Turns the queue's statistics into metric families, building them fresh on every scrape.
+/// Thread-safe: concurrent scrapes share one collection (single flight).
+class Exporter {
+ public:
+  /// `version` is reported in pgjobs_exporter_build_info.
+  Exporter(ExporterConfig config, std::string version);
+  ~Exporter();
+
+  /// Collects every metric, finishing by `deadline`: a collector that fails or runs out of time
+  /// costs its own metrics and reports pgjobs_scrape_collector_success 0. Never throws.
+  http::Families Scrape(std::chrono::steady_clock::time_point deadline);
+
+  /// Replaces the configuration (after SIGHUP). The connection is re-opened when the DSN
+  /// changed; finished-job histograms restart when their buckets changed (a counter reset).
+  void Reconfigure(ExporterConfig config);
+
+  /// The configuration in force.
+  ExporterConfig Config() const;
+
+ private:
+  struct TaskHistograms {
+    std::vector<std::uint64_t> wait, run, attempts;
+    double wait_sum = 0, run_sum = 0, attempts_sum = 0;
+  };
+  struct CachedCustom {
+    std::chrono::steady_clock::time_point at;
+    prometheus::MetricFamily family;
+  };
+
+  http::Families Collect(std::chrono::steady_clock::time_point deadline);
+  void CollectQueue(http::Families& out);
+  void CollectFinished(http::Families& out);
+  void CollectWorkers(http::Families& out);
+  void CollectTables(http::Families& out);
+  void CollectHealth(http::Families& out);
+  void CollectCustom(const CustomMetric& metric, std::chrono::steady_clock::time_point deadline,
+                     http::Families& out);
+
+  const std::string version_;
+  mutable std::mutex config_mutex_;
+  ExporterConfig config_;
+
+  // Collection state: touched only by the single collection in flight.
+  std::unique_ptr<StatsSource> source_;
+  TaskLabels labels_;
+  std::optional<long long> watermark_;
+  std::map<std::pair<std::string, std::string>, double> finished_;  // (task, status) -> count
+  std::map<std::string, TaskHistograms> histograms_;
+  std::map<std::string, CachedCustom> custom_cache_;
+  ExporterConfig active_;  // the configuration the current collection runs with
+
+  // Single flight.
+  std::mutex flight_mutex_;
+  std::optional<std::shared_future<http::Families>> in_flight_;
+};
+
+}  // namespace pgjobs::exporter

@@ -1,0 +1,89 @@
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pgjobs/db/connection.h"
+
+namespace pgjobs::exporter {
+
+/// One row of jobs.stats_queue.
+struct QueueRow {
+  std::string task;
+  double ready = 0, scheduled = 0, retry_wait = 0, running = 0, expired = 0;
+  double oldest_ready_age = 0, oldest_running = 0, max_expired_overdue = 0;
+};
+
+/// One row of jobs.finished_stats: kind is "finished", "wait", "run" or "attempts".
+struct FinishedRow {
+  std::string kind;
+  std::string task;
+  std::string status;  // "finished" rows only
+  int bucket = 0;      // 1-based; histogram rows only
+  double n = 0;
+  double total = 0;
+};
+
+struct FinishedBatch {
+  long long watermark = 0;
+  std::vector<FinishedRow> rows;
+};
+
+struct TableRow {
+  std::string table;
+  double live_tuples = 0, dead_tuples = 0, total_bytes = 0;
+  std::optional<double> seconds_since_vacuum;
+};
+
+struct DatabaseHealth {
+  std::optional<double> oldest_transaction_seconds;  // visible sessions only
+  double oldest_xid_age = 0;
+  double notification_queue_usage = 0;
+};
+
+/// A generic result for user-defined queries: column names and text values (nullopt = NULL).
+struct CustomResult {
+  std::vector<std::string> columns;
+  std::vector<std::vector<std::optional<std::string>>> rows;
+};
+
+/// Every query jobs-exporter runs, on one connection that it opens on demand and re-opens after
+/// it broke. Not thread-safe, except Cancel(). Every method throws db::DbError.
+class StatsSource {
+ public:
+  explicit StatsSource(db::ConnectOptions options);
+  ~StatsSource();
+
+  /// Connects if needed and sets statement_timeout and lock_timeout for the work that follows.
+  void Begin(std::chrono::milliseconds statement_timeout, std::chrono::milliseconds lock_timeout);
+  std::vector<QueueRow> Queue();
+  /// Finished jobs since `after` (std::nullopt: only the current watermark).
+  FinishedBatch Finished(std::optional<long long> after, const std::vector<double>& wait_bounds,
+                         const std::vector<double>& run_bounds,
+                         const std::vector<double>& attempt_bounds);
+  double PublishedTotal();
+  /// (alive, stale)
+  std::pair<double, double> Workers();
+  /// (task, running jobs held by stale workers)
+  std::vector<std::pair<std::string, double>> JobsOnStaleWorkers();
+  std::vector<TableRow> Tables();
+  DatabaseHealth Health();
+  /// Runs a user-defined query under its own statement timeout.
+  CustomResult Custom(const std::string& query, std::chrono::milliseconds timeout);
+  /// Cancels the running statement; any thread.
+  void Cancel() noexcept;
+  /// Drops the connection if the last error broke it.
+  void ForgetIfBroken();
+
+ private:
+  db::ConnectOptions options_;
+  std::mutex connection_mutex_;  // guards replacing connection_ against Cancel()
+  std::unique_ptr<db::Connection> connection_;
+  db::Connection& Conn();
+};
+
+}  // namespace pgjobs::exporter

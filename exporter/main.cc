@@ -1,0 +1,262 @@
+// jobs-exporter: serves the queue's statistics to Prometheus.
+#include <signal.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "pgjobs/db/dsn.h"
+#include "pgjobs/exporter/config.h"
+#include "pgjobs/exporter/exporter.h"
+#include "pgjobs/http/server.h"
+#include "pgjobs/http/web_config.h"
+#include "pgjobs/log/logger.h"
+
+namespace {
+
+using pgjobs::exporter::ExporterConfig;
+
+constexpr const char* kUsage =
+    "usage: jobs-exporter [flags]\n"
+    "\n"
+    "Serves the statistics of a pgjobs queue to Prometheus. With no configuration file it reads\n"
+    "the database from PGJOBS_DSN and listens on :9467.\n"
+    "\n"
+    "  --config.file=FILE          YAML configuration (see config/exporter.example.yaml)\n"
+    "  --config.check              validate the configuration and exit\n"
+    "  --web.listen-address=ADDR   address to listen on, repeatable (default :9467)\n"
+    "  --web.telemetry-path=PATH   path of the metrics (default /metrics)\n"
+    "  --web.config.file=FILE      basic auth users (exporter-toolkit web config format)\n"
+    "  --log.level=LEVEL           debug, info, warn or error (default info)\n"
+    "  --log.format=FORMAT         logfmt or json (default logfmt)\n"
+    "  --version                   print the version and exit\n"
+    "\n"
+    "SIGHUP reloads the configuration file, keeping the old one if the new one is invalid.\n";
+
+struct Flags {
+  std::string config_file;
+  bool config_check = false;
+  std::vector<std::string> listen_addresses;
+  std::string telemetry_path;
+  std::string web_config_file;
+  std::string log_level = "info";
+  std::string log_format = "logfmt";
+};
+
+// Accepts "--name=value" and "--name value".
+bool TakeValue(int argc, char** argv, int& i, const std::string& name, std::string& out) {
+  const std::string arg = argv[i];
+  if (arg == name) {
+    if (i + 1 >= argc) throw pgjobs::Error(name + " needs a value");
+    out = argv[++i];
+    return true;
+  }
+  if (arg.starts_with(name + "=")) {
+    out = arg.substr(name.size() + 1);
+    return true;
+  }
+  return false;
+}
+
+Flags ParseFlags(int argc, char** argv) {
+  Flags f;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    std::string value;
+    if (arg == "-h" || arg == "--help") {
+      std::cout << kUsage;
+      std::exit(0);
+    } else if (arg == "--version") {
+      std::cout << "jobs-exporter " << PGJOBS_VERSION << "\n";
+      std::exit(0);
+    } else if (arg == "--config.check") {
+      f.config_check = true;
+    } else if (TakeValue(argc, argv, i, "--config.file", f.config_file) ||
+               TakeValue(argc, argv, i, "--web.telemetry-path", f.telemetry_path) ||
+               TakeValue(argc, argv, i, "--web.config.file", f.web_config_file) ||
+               TakeValue(argc, argv, i, "--log.level", f.log_level) ||
+               TakeValue(argc, argv, i, "--log.format", f.log_format)) {
+    } else if (TakeValue(argc, argv, i, "--web.listen-address", value)) {
+      f.listen_addresses.push_back(value);
+    } else {
+      throw pgjobs::Error("unknown flag '" + arg + "' (see --help)");
+    }
+  }
+  return f;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw pgjobs::Error(path + ": cannot read: " + std::strerror(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::optional<std::string> Env(const std::string& name) {
+  const char* value = std::getenv(name.c_str());
+  return value != nullptr ? std::optional<std::string>(value) : std::nullopt;
+}
+
+// The configuration from the file (if any), then flags, then PGJOBS_DSN for a missing DSN.
+ExporterConfig LoadConfig(const Flags& flags) {
+  ExporterConfig config;
+  if (!flags.config_file.empty()) {
+    config =
+        pgjobs::exporter::ParseExporterConfig(ReadFile(flags.config_file), flags.config_file, Env);
+  }
+  if (!flags.listen_addresses.empty()) {
+    for (const auto& a : flags.listen_addresses) {
+      try {
+        pgjobs::http::NormalizeListenAddress(a);
+      } catch (const pgjobs::Error& e) {
+        throw pgjobs::Error(std::string("--web.listen-address: ") + e.what());
+      }
+    }
+    config.listen_addresses = flags.listen_addresses;
+  }
+  if (!flags.telemetry_path.empty()) {
+    if (!flags.telemetry_path.starts_with("/") || flags.telemetry_path.starts_with("/-/") ||
+        flags.telemetry_path == "/") {
+      throw pgjobs::Error("--web.telemetry-path: expected a path such as /metrics, got '" +
+                          flags.telemetry_path + "'");
+    }
+    config.telemetry_path = flags.telemetry_path;
+  }
+  if (config.dsn.empty()) config.dsn = Env("PGJOBS_DSN").value_or("");
+  if (config.dsn.empty()) {
+    throw pgjobs::Error("no database given: set database.dsn in --config.file or PGJOBS_DSN");
+  }
+  return config;
+}
+
+// The deadline of one scrape: Prometheus' timeout header minus the offset, capped by the config.
+std::chrono::steady_clock::time_point Deadline(const pgjobs::http::Request& request,
+                                               const ExporterConfig& config) {
+  auto budget = config.scrape_timeout;
+  auto header = request.headers.find("x-prometheus-scrape-timeout-seconds");
+  if (header != request.headers.end()) {
+    char* end = nullptr;
+    const double seconds = std::strtod(header->second.c_str(), &end);
+    if (*end == '\0' && std::isfinite(seconds) && seconds > 0) {
+      const auto from_header = std::chrono::milliseconds(static_cast<long long>(seconds * 1000)) -
+                               config.scrape_timeout_offset;
+      budget = std::max(std::chrono::milliseconds(50), std::min(budget, from_header));
+    }
+  }
+  return std::chrono::steady_clock::now() + budget;
+}
+
+std::string LandingPage(const std::string& metrics_path) {
+  return "<!DOCTYPE html><html><head><title>pgjobs exporter</title></head><body>"
+         "<h1>pgjobs exporter</h1><p>Statistics of a PostgreSQL job queue for Prometheus.</p>"
+         "<ul><li><a href=\"" +
+         metrics_path + "\">" + metrics_path +
+         "</a></li><li><a href=\"/-/healthy\">/-/healthy</a></li>"
+         "<li><a href=\"/-/ready\">/-/ready</a></li></ul><p>Version " PGJOBS_VERSION
+         "</p></body></html>\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags flags;
+  ExporterConfig config;
+  pgjobs::http::WebConfig web;
+  try {
+    flags = ParseFlags(argc, argv);
+    pgjobs::log::ParseLevel(flags.log_level);
+    pgjobs::log::ParseFormat(flags.log_format);
+    config = LoadConfig(flags);
+    if (!flags.web_config_file.empty()) {
+      web = pgjobs::http::ParseWebConfig(ReadFile(flags.web_config_file), flags.web_config_file);
+    }
+  } catch (const pgjobs::Error& e) {
+    std::cerr << "jobs-exporter: " << e.what() << "\n";
+    return 2;
+  }
+  if (flags.config_check) {
+    std::cout << "jobs-exporter: configuration is valid\n";
+    return 0;
+  }
+  pgjobs::log::Logger logger(pgjobs::log::ParseLevel(flags.log_level),
+                             pgjobs::log::ParseFormat(flags.log_format), std::cerr);
+
+  // Signals are taken by sigwait below; block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  pgjobs::exporter::Exporter exporter(config, PGJOBS_VERSION);
+  const std::string metrics_path = config.telemetry_path;
+  std::map<std::string, pgjobs::http::Handler> routes;
+  routes[metrics_path] = [&exporter](const pgjobs::http::Request& request) {
+    const auto families = exporter.Scrape(Deadline(request, exporter.Config()));
+    return pgjobs::http::Response{200, pgjobs::http::kExpositionContentType,
+                                  pgjobs::http::Serialize(families)};
+  };
+  routes["/"] = [metrics_path](const pgjobs::http::Request&) {
+    return pgjobs::http::Response{200, "text/html; charset=utf-8", LandingPage(metrics_path)};
+  };
+  routes["/-/healthy"] = [](const pgjobs::http::Request&) {
+    return pgjobs::http::Response{200, "text/plain; charset=utf-8", "Healthy\n"};
+  };
+  // Ready as soon as it serves: a database outage shows as pgjobs_up 0, not as a lost target.
+  routes["/-/ready"] = [](const pgjobs::http::Request&) {
+    return pgjobs::http::Response{200, "text/plain; charset=utf-8", "Ready\n"};
+  };
+
+  std::unique_ptr<pgjobs::http::Server> server;
+  try {
+    server = std::make_unique<pgjobs::http::Server>(
+        pgjobs::http::ServerOptions{.listen_addresses = config.listen_addresses,
+                                    .basic_auth_users = web.basic_auth_users},
+        routes);
+  } catch (const pgjobs::Error& e) {
+    logger.Error("cannot start the HTTP server", {{"err", e.what()}});
+    return 1;
+  }
+  std::string ports;
+  for (int port : server->Ports()) ports += (ports.empty() ? "" : ",") + std::to_string(port);
+  logger.Info("listening", {{"addresses",
+                             [&] {
+                               std::string s;
+                               for (const auto& a : config.listen_addresses) {
+                                 s += (s.empty() ? "" : ",") + a;
+                               }
+                               return s;
+                             }()},
+                            {"ports", ports},
+                            {"metrics_path", metrics_path},
+                            {"dsn", pgjobs::db::RedactDsn(config.dsn)},
+                            {"basic_auth", web.basic_auth_users.empty() ? "off" : "on"}});
+
+  for (;;) {
+    int signal_number = 0;
+    sigwait(&signals, &signal_number);
+    if (signal_number != SIGHUP) {
+      logger.Info("shutting down", {{"signal", strsignal(signal_number)}});
+      break;
+    }
+    try {
+      ExporterConfig next = LoadConfig(flags);
+      if (next.listen_addresses != config.listen_addresses ||
+          next.telemetry_path != config.telemetry_path) {
+        logger.Warn("listen addresses and telemetry path change only on restart");
+      }
+      exporter.Reconfigure(std::move(next));
+      logger.Info("configuration reloaded", {{"file", flags.config_file}});
+    } catch (const pgjobs::Error& e) {
+      logger.Error("configuration reload failed; keeping the previous one", {{"err", e.what()}});
+    }
+  }
+  server.reset();
+  return 0;
+}

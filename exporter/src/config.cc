@@ -1,0 +1,116 @@
+#include "pgjobs/exporter/config.h"
+
+#include <regex>
+#include <set>
+
+#include "pgjobs/http/server.h"
+
+namespace pgjobs::exporter {
+namespace {
+
+bool ValidMetricName(const std::string& name) {
+  static const std::regex kName("^[a-zA-Z_:][a-zA-Z0-9_:]*$");
+  return std::regex_match(name, kName);
+}
+
+bool ValidLabelName(const std::string& name) {
+  static const std::regex kLabel("^[a-zA-Z_][a-zA-Z0-9_]*$");
+  return std::regex_match(name, kLabel) && !name.starts_with("__");
+}
+
+CustomMetric ParseCustom(config::MapReader& m) {
+  CustomMetric c;
+  auto name = m.String("name");
+  if (!name) m.Fail("name", "missing: every custom metric needs a name");
+  if (!ValidMetricName(*name)) {
+    m.Fail("name",
+           "expected a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*), got '" + *name + "'");
+  }
+  c.name = *name;
+  c.help = m.String("help").value_or("Custom metric " + c.name + ".");
+  const std::string type = m.String("type").value_or("gauge");
+  if (type != "gauge" && type != "counter") {
+    m.Fail("type", "expected gauge or counter, got '" + type + "'");
+  }
+  c.counter = type == "counter";
+  auto query = m.String("query");
+  if (!query || query->empty()) m.Fail("query", "missing: every custom metric needs a query");
+  c.query = *query;
+  c.labels = m.StringList("labels").value_or(std::vector<std::string>{});
+  for (const std::string& label : c.labels) {
+    if (!ValidLabelName(label)) m.Fail("labels", "expected label names, got '" + label + "'");
+  }
+  auto value = m.String("value");
+  if (!value) m.Fail("value", "missing: name the column that holds the value");
+  c.value = *value;
+  c.timeout = m.Duration("timeout").value_or(c.timeout);
+  if (c.timeout.count() <= 0) m.Fail("timeout", "expected a positive duration");
+  c.min_interval = m.Duration("min_interval").value_or(c.min_interval);
+  m.Finish();
+  return c;
+}
+
+}  // namespace
+
+ExporterConfig ParseExporterConfig(const std::string& text, const std::string& file,
+                                   const config::EnvLookup& env) {
+  config::MapReader root = config::MapReader::Parse(text, file, env);
+  ExporterConfig c;
+  if (auto db = root.Map("database")) {
+    c.dsn = db->String("dsn").value_or("");
+    c.connect_timeout = db->Duration("connect_timeout").value_or(c.connect_timeout);
+    db->Finish();
+  }
+  if (auto web = root.Map("web")) {
+    if (auto addresses = web->StringList("listen_addresses")) {
+      if (addresses->empty()) web->Fail("listen_addresses", "expected at least one address");
+      for (const std::string& a : *addresses) {
+        try {
+          http::NormalizeListenAddress(a);
+        } catch (const Error& e) {
+          web->Fail("listen_addresses", e.what());
+        }
+      }
+      c.listen_addresses = *addresses;
+    }
+    c.telemetry_path = web->String("telemetry_path").value_or(c.telemetry_path);
+    if (!c.telemetry_path.starts_with("/") || c.telemetry_path == "/" ||
+        c.telemetry_path.starts_with("/-/")) {
+      web->Fail("telemetry_path",
+                "expected a path such as /metrics, got '" + c.telemetry_path + "'");
+    }
+    web->Finish();
+  }
+  if (auto scrape = root.Map("scrape")) {
+    c.scrape_timeout = scrape->Duration("timeout").value_or(c.scrape_timeout);
+    c.scrape_timeout_offset = scrape->Duration("timeout_offset").value_or(c.scrape_timeout_offset);
+    c.lock_timeout = scrape->Duration("lock_timeout").value_or(c.lock_timeout);
+    if (c.scrape_timeout.count() <= 0) scrape->Fail("timeout", "expected a positive duration");
+    if (c.lock_timeout.count() <= 0) scrape->Fail("lock_timeout", "expected a positive duration");
+    scrape->Finish();
+  }
+  if (auto metrics = root.Map("metrics")) {
+    c.max_tasks = static_cast<int>(metrics->Integer("max_tasks", 1, 100000).value_or(c.max_tasks));
+    if (auto buckets = metrics->Map("buckets")) {
+      c.wait_buckets = buckets->AscendingNumbers("wait_seconds").value_or(c.wait_buckets);
+      c.run_buckets = buckets->AscendingNumbers("run_seconds").value_or(c.run_buckets);
+      c.attempt_buckets = buckets->AscendingNumbers("attempts").value_or(c.attempt_buckets);
+      buckets->Finish();
+    }
+    metrics->Finish();
+  }
+  if (auto customs = root.MapList("custom_metrics")) {
+    std::set<std::string> names;
+    for (config::MapReader& m : *customs) {
+      CustomMetric metric = ParseCustom(m);
+      if (!names.insert(metric.name).second) {
+        m.Fail("name", "duplicate custom metric '" + metric.name + "'");
+      }
+      c.custom_metrics.push_back(std::move(metric));
+    }
+  }
+  root.Finish();
+  return c;
+}
+
+}  // namespace pgjobs::exporter

@@ -1,0 +1,181 @@
+#include "pgjobs/exporter/stats_source.h"
+
+#include <sstream>
+
+namespace pgjobs::exporter {
+namespace {
+
+std::string ArrayLiteral(const std::vector<double>& values) {
+  std::ostringstream out;
+  out.precision(17);
+  out << '{';
+  for (size_t i = 0; i < values.size(); ++i) out << (i ? "," : "") << values[i];
+  out << '}';
+  return out.str();
+}
+
+std::string Millis(std::chrono::milliseconds ms) {
+  return std::to_string(std::max<long long>(1, ms.count()));
+}
+
+}  // namespace
+
+StatsSource::StatsSource(db::ConnectOptions options) : options_(std::move(options)) {}
+StatsSource::~StatsSource() = default;
+
+db::Connection& StatsSource::Conn() {
+  if (!connection_) throw db::DbError("not connected", "", "connect", true);
+  return *connection_;
+}
+
+void StatsSource::Begin(std::chrono::milliseconds statement_timeout,
+                        std::chrono::milliseconds lock_timeout) {
+  if (!connection_ || !connection_->IsOpen()) {
+    db::ConnectOptions options = options_;
+    options.connect_timeout = std::min(options.connect_timeout, statement_timeout);
+    auto fresh = std::make_unique<db::Connection>(options);
+    // A read-only session: the monitoring role needs nothing else, and a mistake cannot write.
+    fresh->Execute("configure session", "SET default_transaction_read_only = on");
+    std::lock_guard<std::mutex> lock(connection_mutex_);
+    connection_ = std::move(fresh);
+  }
+  Conn().Query("set timeouts",
+               "SELECT set_config('statement_timeout', $1, false), "
+               "set_config('lock_timeout', $2, false)",
+               {Millis(statement_timeout), Millis(lock_timeout)});
+}
+
+std::vector<QueueRow> StatsSource::Queue() {
+  db::Result r = Conn().Query(
+      "stats_queue",
+      "SELECT task, ready, scheduled, retry_wait, running, expired, oldest_ready_age_seconds, "
+      "oldest_running_seconds, max_expired_overdue_seconds FROM jobs.stats_queue");
+  std::vector<QueueRow> rows;
+  for (int i = 0; i < r.Rows(); ++i) {
+    rows.push_back({std::string(r.Text(i, 0)), r.Double(i, 1), r.Double(i, 2), r.Double(i, 3),
+                    r.Double(i, 4), r.Double(i, 5), r.Double(i, 6), r.Double(i, 7),
+                    r.Double(i, 8)});
+  }
+  return rows;
+}
+
+FinishedBatch StatsSource::Finished(std::optional<long long> after,
+                                    const std::vector<double>& wait_bounds,
+                                    const std::vector<double>& run_bounds,
+                                    const std::vector<double>& attempt_bounds) {
+  db::Result r = Conn().Query(
+      "finished_stats",
+      "SELECT kind, task, status, bucket, n, total FROM jobs.finished_stats($1::bigint, "
+      "$2::float8[], $3::float8[], $4::float8[])",
+      {after ? db::Param(std::to_string(*after)) : db::Param(), ArrayLiteral(wait_bounds),
+       ArrayLiteral(run_bounds), ArrayLiteral(attempt_bounds)});
+  FinishedBatch batch;
+  for (int i = 0; i < r.Rows(); ++i) {
+    if (r.Text(i, 0) == "watermark") {
+      batch.watermark = r.Int(i, 4);
+      continue;
+    }
+    FinishedRow row;
+    row.kind = r.Text(i, 0);
+    row.task = r.Text(i, 1);
+    row.status = r.Text(i, 2);
+    row.bucket = r.IsNull(i, 3) ? 0 : static_cast<int>(r.Int(i, 3));
+    row.n = r.Double(i, 4);
+    row.total = r.IsNull(i, 5) ? 0 : r.Double(i, 5);
+    batch.rows.push_back(std::move(row));
+  }
+  return batch;
+}
+
+double StatsSource::PublishedTotal() {
+  return Conn()
+      .Query("stats_published", "SELECT published_total FROM jobs.stats_published")
+      .Double(0, 0);
+}
+
+std::pair<double, double> StatsSource::Workers() {
+  db::Result r = Conn().Query("stats_workers", "SELECT state, workers FROM jobs.stats_workers");
+  std::pair<double, double> out{0, 0};
+  for (int i = 0; i < r.Rows(); ++i) {
+    (r.Text(i, 0) == "alive" ? out.first : out.second) = r.Double(i, 1);
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, double>> StatsSource::JobsOnStaleWorkers() {
+  db::Result r = Conn().Query("stats_jobs_on_stale_workers",
+                              "SELECT task, jobs FROM jobs.stats_jobs_on_stale_workers");
+  std::vector<std::pair<std::string, double>> out;
+  for (int i = 0; i < r.Rows(); ++i) out.emplace_back(r.Text(i, 0), r.Double(i, 1));
+  return out;
+}
+
+std::vector<TableRow> StatsSource::Tables() {
+  db::Result r = Conn().Query("stats_tables",
+                              "SELECT table_name, live_tuples, dead_tuples, total_bytes, "
+                              "seconds_since_vacuum FROM jobs.stats_tables");
+  std::vector<TableRow> out;
+  for (int i = 0; i < r.Rows(); ++i) {
+    TableRow t{std::string(r.Text(i, 0)), r.Double(i, 1), r.Double(i, 2), r.Double(i, 3),
+               std::nullopt};
+    if (!r.IsNull(i, 4)) t.seconds_since_vacuum = r.Double(i, 4);
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+DatabaseHealth StatsSource::Health() {
+  // The xid age needs no privilege; transaction start times of other roles' sessions are visible
+  // with pg_read_all_stats only, so that figure covers what this role can see.
+  db::Result r =
+      Conn().Query("database health",
+                   "SELECT (SELECT extract(epoch FROM clock_timestamp() - min(xact_start)) "
+                   "        FROM pg_stat_activity WHERE xact_start IS NOT NULL "
+                   "          AND backend_type = 'client backend' AND pid <> pg_backend_pid()), "
+                   "       age(pg_snapshot_xmin(pg_current_snapshot())::text::xid), "
+                   "       pg_notification_queue_usage()");
+  DatabaseHealth h;
+  if (!r.IsNull(0, 0)) h.oldest_transaction_seconds = r.Double(0, 0);
+  h.oldest_xid_age = r.Double(0, 1);
+  h.notification_queue_usage = r.Double(0, 2);
+  return h;
+}
+
+CustomResult StatsSource::Custom(const std::string& query, std::chrono::milliseconds timeout) {
+  db::Connection& conn = Conn();
+  conn.Execute("begin custom query", "BEGIN");
+  try {
+    conn.Query("custom query timeout", "SELECT set_config('statement_timeout', $1, true)",
+               {Millis(timeout)});
+    db::Result r = conn.Query("custom query", query);
+    conn.Execute("end custom query", "COMMIT");
+    CustomResult out;
+    for (int c = 0; c < r.Columns(); ++c) out.columns.push_back(r.ColumnName(c));
+    for (int i = 0; i < r.Rows(); ++i) {
+      std::vector<std::optional<std::string>> row;
+      for (int c = 0; c < r.Columns(); ++c) {
+        row.push_back(r.IsNull(i, c) ? std::nullopt
+                                     : std::optional<std::string>(std::string(r.Text(i, c))));
+      }
+      out.rows.push_back(std::move(row));
+    }
+    return out;
+  } catch (const db::DbError&) {
+    if (conn.IsOpen()) conn.Execute("rollback custom query", "ROLLBACK");
+    throw;
+  }
+}
+
+void StatsSource::Cancel() noexcept {
+  std::lock_guard<std::mutex> lock(connection_mutex_);
+  if (connection_) connection_->Cancel();
+}
+
+void StatsSource::ForgetIfBroken() {
+  if (connection_ && !connection_->IsOpen()) {
+    std::lock_guard<std::mutex> lock(connection_mutex_);
+    connection_.reset();
+  }
+}
+
+}  // namespace pgjobs::exporter
