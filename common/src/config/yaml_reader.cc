@@ -143,19 +143,23 @@ std::string MapReader::Where(const YAML::Node& node) const {
 }
 
 void MapReader::Fail(const std::string& key, const std::string& problem) const {
-  const YAML::Node value = node_[key];
+  const YAML::Node& node = node_;
+  const YAML::Node value = node[key];
   throw ConfigError(Where(value.IsDefined() ? value : node_) + PathOf(key) + ": " + problem);
 }
 
 bool MapReader::Has(const std::string& key) const {
-  const YAML::Node value = node_[key];
+  const YAML::Node& node = node_;
+  const YAML::Node value = node[key];
   return value.IsDefined() && !value.IsNull();
 }
 
-YAML::Node MapReader::Get(const std::string& key) {
+std::optional<YAML::Node> MapReader::Get(const std::string& key) {
   known_.insert(key);
-  const YAML::Node value = node_[key];
-  if (!value.IsDefined() || value.IsNull()) return YAML::Node();
+  // yaml-cpp's non-const operator[] inserts a null entry for a missing key; read through const.
+  const YAML::Node& node = node_;
+  const YAML::Node value = node[key];
+  if (!value.IsDefined() || value.IsNull()) return std::nullopt;
   return value;
 }
 
@@ -166,14 +170,16 @@ std::string MapReader::Scalar(const std::string& key, const YAML::Node& node,
 }
 
 std::optional<std::string> MapReader::String(const std::string& key) {
-  const YAML::Node node = Get(key);
-  if (!node) return std::nullopt;
+  const std::optional<YAML::Node> found = Get(key);
+  if (!found) return std::nullopt;
+  const YAML::Node& node = *found;
   return Scalar(key, node, "a string");
 }
 
 std::optional<long long> MapReader::Integer(const std::string& key, long long min, long long max) {
-  const YAML::Node node = Get(key);
-  if (!node) return std::nullopt;
+  const std::optional<YAML::Node> found = Get(key);
+  if (!found) return std::nullopt;
+  const YAML::Node& node = *found;
   const std::string text = Scalar(key, node, "an integer");
   char* end = nullptr;
   errno = 0;
@@ -189,8 +195,9 @@ std::optional<long long> MapReader::Integer(const std::string& key, long long mi
 }
 
 std::optional<double> MapReader::Number(const std::string& key) {
-  const YAML::Node node = Get(key);
-  if (!node) return std::nullopt;
+  const std::optional<YAML::Node> found = Get(key);
+  if (!found) return std::nullopt;
+  const YAML::Node& node = *found;
   const std::string text = Scalar(key, node, "a number");
   char* end = nullptr;
   const double value = std::strtod(text.c_str(), &end);
@@ -201,8 +208,9 @@ std::optional<double> MapReader::Number(const std::string& key) {
 }
 
 std::optional<bool> MapReader::Bool(const std::string& key) {
-  const YAML::Node node = Get(key);
-  if (!node) return std::nullopt;
+  const std::optional<YAML::Node> found = Get(key);
+  if (!found) return std::nullopt;
+  const YAML::Node& node = *found;
   const std::string text = Scalar(key, node, "true or false");
   if (text == "true") return true;
   if (text == "false") return false;
@@ -210,8 +218,9 @@ std::optional<bool> MapReader::Bool(const std::string& key) {
 }
 
 std::optional<std::chrono::milliseconds> MapReader::Duration(const std::string& key) {
-  const YAML::Node node = Get(key);
-  if (!node) return std::nullopt;
+  const std::optional<YAML::Node> found = Get(key);
+  if (!found) return std::nullopt;
+  const YAML::Node& node = *found;
   const std::string text = Scalar(key, node, "a duration");
   std::optional<std::chrono::milliseconds> value = ParseDuration(text);
   if (!value) Fail(key, "expected a duration such as 500ms, 30s or 5m, got '" + text + "'");
@@ -219,8 +228,9 @@ std::optional<std::chrono::milliseconds> MapReader::Duration(const std::string& 
 }
 
 std::optional<std::vector<std::string>> MapReader::StringList(const std::string& key) {
-  const YAML::Node node = Get(key);
-  if (!node) return std::nullopt;
+  const std::optional<YAML::Node> found = Get(key);
+  if (!found) return std::nullopt;
+  const YAML::Node& node = *found;
   if (!node.IsSequence()) Fail(key, "expected a list of strings, got " + Describe(node));
   std::vector<std::string> out;
   for (const YAML::Node& item : node) {
@@ -232,8 +242,9 @@ std::optional<std::vector<std::string>> MapReader::StringList(const std::string&
 }
 
 std::optional<std::vector<double>> MapReader::AscendingNumbers(const std::string& key) {
-  const YAML::Node node = Get(key);
-  if (!node) return std::nullopt;
+  const std::optional<YAML::Node> found = Get(key);
+  if (!found) return std::nullopt;
+  const YAML::Node& node = *found;
   if (!node.IsSequence()) Fail(key, "expected a list of numbers, got " + Describe(node));
   std::vector<double> out;
   std::string previous;
@@ -255,15 +266,17 @@ std::optional<std::vector<double>> MapReader::AscendingNumbers(const std::string
 }
 
 std::optional<MapReader> MapReader::Map(const std::string& key) {
-  const YAML::Node node = Get(key);
-  if (!node) return std::nullopt;
+  const std::optional<YAML::Node> found = Get(key);
+  if (!found) return std::nullopt;
+  const YAML::Node& node = *found;
   if (!node.IsMap()) Fail(key, "expected a map, got " + Describe(node));
   return MapReader(node, source_, PathOf(key));
 }
 
 std::optional<std::vector<MapReader>> MapReader::MapList(const std::string& key) {
-  const YAML::Node node = Get(key);
-  if (!node) return std::nullopt;
+  const std::optional<YAML::Node> found = Get(key);
+  if (!found) return std::nullopt;
+  const YAML::Node& node = *found;
   if (!node.IsSequence()) Fail(key, "expected a list of maps, got " + Describe(node));
   std::vector<MapReader> out;
   size_t index = 0;

@@ -75,7 +75,7 @@ class MapReader {
  private:
   MapReader(YAML::Node node, std::shared_ptr<const std::pair<std::string, EnvLookup>> source,
             std::string path);
-  YAML::Node Get(const std::string& key);
+  std::optional<YAML::Node> Get(const std::string& key);
   std::string Where(const YAML::Node& node) const;
   std::string Scalar(const std::string& key, const YAML::Node& node, const char* expected) const;
 

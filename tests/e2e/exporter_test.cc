@@ -1,0 +1,475 @@
+// jobs-exporter, the real binary, scraped over HTTP against a real PostgreSQL.
+#include <crypt.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "pgjobs/db/connection.h"
+#include "tests/harness/background_process.h"
+#include "tests/harness/http_client.h"
+#include "tests/harness/pg_cluster.h"
+#include "tests/harness/process.h"
+
+namespace pgjobs::testing {
+namespace {
+
+const std::string kBin = PGJOBS_EXPORTER_BIN;
+const std::string kTestdata = PGJOBS_TESTDATA_DIR;
+
+using Clock = std::chrono::steady_clock;
+
+// "name{labels}" -> value, from the text exposition format.
+std::map<std::string, double> ParseMetrics(const std::string& text) {
+  std::map<std::string, double> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t space = line.rfind(' ');
+    out[line.substr(0, space)] = std::stod(line.substr(space + 1));
+  }
+  return out;
+}
+
+std::string WriteFile(const std::string& dir, const std::string& name, const std::string& text) {
+  const std::string path = dir + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+std::string TempDir() {
+  char tmpl[] = "/tmp/pgjobs-exporter-test-XXXXXX";
+  return mkdtemp(tmpl);
+}
+
+class ExporterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dsn_ = PgCluster::Shared().FreshDatabase();
+    conn_.emplace(db::ConnectOptions{.dsn = dsn_});
+    dir_ = TempDir();
+  }
+  void TearDown() override { exporter_.reset(); }
+
+  // Starts jobs-exporter with `config` (YAML; the DSN is added) and extra flags.
+  void Start(const std::string& config = "", const std::vector<std::string>& flags = {}) {
+    config_path_ = WriteFile(dir_, "exporter.yaml", "database:\n  dsn: \"${TEST_DSN}\"\n" + config);
+    std::vector<std::string> argv = {kBin, "--config.file=" + config_path_,
+                                     "--web.listen-address=127.0.0.1:0"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    exporter_ =
+        std::make_unique<BackgroundProcess>(argv, std::vector<std::string>{"TEST_DSN=" + dsn_});
+    ASSERT_TRUE(exporter_->WaitForOutput("msg=listening")) << exporter_->Output();
+    port_ = exporter_->LoggedInt("ports");
+    ASSERT_GT(port_, 0);
+  }
+  HttpResponse Scrape(const std::vector<std::string>& headers = {}) {
+    return HttpGet(port_, "/metrics", headers);
+  }
+  std::map<std::string, double> Metrics() {
+    HttpResponse r = Scrape();
+    EXPECT_EQ(r.status, 200) << r.body;
+    return ParseMetrics(r.body);
+  }
+  void Sql(const std::string& sql) { conn_->Execute("test sql", sql); }
+  long long Int(const std::string& sql) { return conn_->Query("test int", sql).Int(0, 0); }
+
+  std::string dsn_;
+  std::optional<db::Connection> conn_;
+  std::string dir_;
+  std::string config_path_;
+  std::unique_ptr<BackgroundProcess> exporter_;
+  int port_ = 0;
+};
+
+// A queue with a job in every state, finished jobs of every status, and live and dead workers.
+void Seed(db::Connection& conn) {
+  conn.Execute("seed", R"sql(
+    SELECT jobs.register_worker('alive', 'h1', 1, 4, interval '1 hour');
+    SELECT jobs.register_worker('dead', 'h2', 2, 4, interval '1 millisecond');
+    -- e: one success, one failure; f: one expired.
+    SELECT jobs.publish('e');
+    SELECT jobs.publish('e', i_max_retries => 0);
+    SELECT jobs.publish('f', i_timeout => 0.05, i_max_retries => 0);
+    SELECT jobs.ack(job_id) FROM jobs.consume(1, ARRAY['e']);
+    SELECT jobs.nack(job_id, 'boom') FROM jobs.consume(1, ARRAY['e']);
+    SELECT count(*) FROM jobs.consume(1, ARRAY['f']);
+    SELECT pg_sleep(0.1);
+    SELECT jobs.expire();
+    -- a: 3 ready, 1 scheduled; b: 1 in retry backoff; d: 1 running on the live worker.
+    SELECT jobs.publish('a') FROM generate_series(1, 3);
+    SELECT jobs.publish('a', i_scheduled_at => clock_timestamp() + interval '1 hour');
+    SELECT jobs.publish('b');
+    SELECT jobs.nack(job_id, 'later') FROM jobs.consume(1, ARRAY['b'], 1);
+    SELECT jobs.publish('d');
+    SELECT count(*) FROM jobs.consume(1, ARRAY['d'], 1);
+    -- c: running on the dead worker past its timeout.
+    SELECT jobs.publish('c', i_timeout => 0.05);
+    SELECT count(*) FROM jobs.consume(1, ARRAY['c'], 2);
+    SELECT pg_sleep(0.1);
+  )sql");
+}
+
+TEST_F(ExporterTest, EveryMetricHasTheExactValueOfTheQueue) {
+  Start();
+  Metrics();  // the first scrape sets the watermark: finished counters count from here
+  Seed(*conn_);
+  auto m = Metrics();
+  EXPECT_EQ(m["pgjobs_up"], 1);
+  for (const char* c : {"queue", "finished", "workers", "tables", "database"}) {
+    EXPECT_EQ(m[std::string("pgjobs_scrape_collector_success{collector=\"") + c + "\"}"], 1) << c;
+  }
+  auto jobs = [&](const std::string& task, const std::string& state) {
+    const std::string key = "pgjobs_jobs{task=\"" + task + "\",state=\"" + state + "\"}";
+    EXPECT_EQ(m.count(key), 1u) << key;
+    return m[key];
+  };
+  EXPECT_EQ(jobs("a", "ready"), 3);
+  EXPECT_EQ(jobs("a", "scheduled"), 1);
+  EXPECT_EQ(jobs("a", "retry_wait"), 0);
+  EXPECT_EQ(jobs("a", "running"), 0);
+  EXPECT_EQ(jobs("a", "expired"), 0);
+  EXPECT_EQ(jobs("b", "retry_wait"), 1);
+  EXPECT_EQ(jobs("b", "ready"), 0);
+  EXPECT_EQ(jobs("c", "expired"), 1);
+  EXPECT_EQ(jobs("c", "running"), 0);
+  EXPECT_EQ(jobs("d", "running"), 1);
+  EXPECT_EQ(m.count("pgjobs_jobs{task=\"e\",state=\"ready\"}"), 0u) << "e left the queue";
+
+  EXPECT_GT(m["pgjobs_oldest_ready_job_age_seconds{task=\"a\"}"], 0);
+  EXPECT_LT(m["pgjobs_oldest_ready_job_age_seconds{task=\"a\"}"], 30);
+  EXPECT_EQ(m["pgjobs_oldest_ready_job_age_seconds{task=\"b\"}"], 0) << "backoff never counts";
+  EXPECT_GT(m["pgjobs_oldest_running_job_seconds{task=\"d\"}"], 0);
+  EXPECT_GT(m["pgjobs_expired_job_max_overdue_seconds{task=\"c\"}"], 0);
+  EXPECT_EQ(m["pgjobs_expired_job_max_overdue_seconds{task=\"d\"}"], 0);
+
+  EXPECT_EQ(m["pgjobs_jobs_finished_total{task=\"e\",status=\"success\"}"], 1);
+  EXPECT_EQ(m["pgjobs_jobs_finished_total{task=\"e\",status=\"failure\"}"], 1);
+  EXPECT_EQ(m["pgjobs_jobs_finished_total{task=\"f\",status=\"expired\"}"], 1);
+  EXPECT_EQ(m["pgjobs_job_attempts_bucket{task=\"e\",le=\"1\"}"], 2);
+  EXPECT_EQ(m["pgjobs_job_attempts_count{task=\"f\"}"], 1);
+  EXPECT_EQ(m["pgjobs_job_attempts_sum{task=\"e\"}"], 2);
+  EXPECT_EQ(m["pgjobs_job_wait_seconds_count{task=\"e\"}"], 2);
+  EXPECT_EQ(m["pgjobs_job_run_seconds_bucket{task=\"f\",le=\"0.05\"}"], 0) << "ran past 0.05 s";
+  EXPECT_EQ(m["pgjobs_job_run_seconds_bucket{task=\"f\",le=\"+Inf\"}"], 1);
+  EXPECT_EQ(m["pgjobs_jobs_published_total"], 10);
+
+  EXPECT_EQ(m["pgjobs_workers{state=\"alive\"}"], 1);
+  EXPECT_EQ(m["pgjobs_workers{state=\"stale\"}"], 1);
+  EXPECT_EQ(m["pgjobs_jobs_on_stale_workers{task=\"c\"}"], 1);
+  EXPECT_EQ(m.count("pgjobs_jobs_on_stale_workers{task=\"d\"}"), 0u);
+
+  EXPECT_GT(m["pgjobs_table_size_bytes{table=\"job_queue\"}"], 0);
+  EXPECT_EQ(m.count("pgjobs_notification_queue_usage_ratio"), 1u);
+  EXPECT_EQ(m["pgjobs_exporter_build_info{version=\"0.1.0\"}"], 1);
+  EXPECT_GT(m["process_resident_memory_bytes"], 0);
+
+  // Never double-counted: nothing finished since, so the counters stand still.
+  auto again = Metrics();
+  EXPECT_EQ(again["pgjobs_jobs_finished_total{task=\"e\",status=\"success\"}"], 1);
+  EXPECT_EQ(again["pgjobs_job_attempts_count{task=\"e\"}"], 2);
+  Sql("SELECT jobs.ack(job_id) FROM jobs.consume(1, ARRAY['a'])");
+  auto after = Metrics();
+  EXPECT_EQ(after["pgjobs_jobs_finished_total{task=\"a\",status=\"success\"}"], 1);
+  EXPECT_EQ(after["pgjobs_jobs{task=\"a\",state=\"ready\"}"], 2);
+}
+
+// The stable part of a scrape: HELP and TYPE lines, and samples whose values do not depend on
+// timing. Regenerate with PGJOBS_UPDATE_GOLDEN=1.
+std::string StablePart(const std::string& text) {
+  static const std::regex kVolatile(
+      "^(process_|pgjobs_scrape_collector_duration_seconds|pgjobs_oldest_|pgjobs_expired_job_|"
+      "pgjobs_table_|pgjobs_oldest_transaction|pgjobs_job_wait_seconds|pgjobs_job_run_seconds|"
+      "pgjobs_notification_queue)");
+  std::istringstream in(text);
+  std::string out;
+  for (std::string line; std::getline(in, line);) {
+    const bool sample = !line.empty() && line[0] != '#';
+    if (sample && std::regex_search(line, kVolatile)) continue;
+    if (!sample && line.find("process_") != std::string::npos) continue;
+    out += line + "\n";
+  }
+  return out;
+}
+
+TEST_F(ExporterTest, MetricsMatchTheGoldenFileAndPassPromtool) {
+  Start();
+  Metrics();
+  Seed(*conn_);
+  HttpResponse r = Scrape();
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+  const std::string golden_path = kTestdata + "/exporter_golden.prom";
+  if (std::getenv("PGJOBS_UPDATE_GOLDEN") != nullptr)
+    std::ofstream(golden_path) << StablePart(r.body);
+  std::ifstream golden_file(golden_path);
+  std::stringstream golden;
+  golden << golden_file.rdbuf();
+  EXPECT_EQ(StablePart(r.body), golden.str());
+
+  const std::string scrape = WriteFile(dir_, "scrape.prom", r.body);
+  ProcessResult lint = RunProcess({"/bin/sh", "-c", "promtool check metrics < " + scrape});
+  EXPECT_EQ(lint.exit_code, 0) << lint.out << lint.err;
+}
+
+TEST_F(ExporterTest, ADatabaseStoppedAndRestartedMidRunGivesUpZeroThenRecovers) {
+  Start();
+  EXPECT_EQ(Metrics()["pgjobs_up"], 1);
+  conn_.reset();
+  PgCluster::Shared().Stop();
+  const auto start = Clock::now();
+  HttpResponse down = Scrape({"X-Prometheus-Scrape-Timeout-Seconds: 3"});
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  PgCluster::Shared().Start();
+  EXPECT_EQ(down.status, 200);
+  EXPECT_LT(seconds, 3.0);
+  auto m = ParseMetrics(down.body);
+  EXPECT_EQ(m["pgjobs_up"], 0);
+  EXPECT_EQ(m["pgjobs_scrape_collector_success{collector=\"queue\"}"], 0);
+  EXPECT_EQ(m.count("pgjobs_jobs_published_total"), 0u);
+  EXPECT_GT(m["process_open_fds"], 0) << "the exporter's own metrics still come";
+  // Reconnects by itself.
+  EXPECT_EQ(Metrics()["pgjobs_up"], 1);
+  conn_.emplace(db::ConnectOptions{.dsn = dsn_});
+  EXPECT_EQ(Int("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                "'jobs-exporter' AND datname = current_database()"),
+            1);
+}
+
+TEST_F(ExporterTest, ALockedTableCostsItsCollectorAndTheScrapeAnswersInTime) {
+  Start("scrape:\n  lock_timeout: 30s\n");
+  Metrics();
+  db::Connection locker(db::ConnectOptions{.dsn = dsn_});
+  locker.Execute("lock", "BEGIN; LOCK TABLE jobs.pending_count IN ACCESS EXCLUSIVE MODE");
+  const auto start = Clock::now();
+  HttpResponse r = Scrape({"X-Prometheus-Scrape-Timeout-Seconds: 2"});
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_GT(seconds, 1.2) << "the deadline is the header's 2 s minus the 0.5 s offset";
+  EXPECT_LT(seconds, 2.0);
+  auto m = ParseMetrics(r.body);
+  EXPECT_EQ(m["pgjobs_up"], 1);
+  EXPECT_EQ(m["pgjobs_scrape_collector_success{collector=\"queue\"}"], 0);
+  // The query was cancelled, not left waiting, and the connection was reused.
+  EXPECT_EQ(Int("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                "'jobs-exporter' AND state <> 'idle'"),
+            0);
+  EXPECT_EQ(Int("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                "'jobs-exporter' AND datname = current_database()"),
+            1);
+  locker.Execute("unlock", "COMMIT");
+  auto ok = Metrics();
+  EXPECT_EQ(ok["pgjobs_scrape_collector_success{collector=\"queue\"}"], 1);
+}
+
+TEST_F(ExporterTest, ParallelScrapesShareOneCollection) {
+  Start(
+      "custom_metrics:\n"
+      "  - name: test_slow\n"
+      "    query: SELECT 1 AS v FROM pg_sleep(0.5)\n"
+      "    value: v\n");
+  Metrics();
+  const auto start = Clock::now();
+  std::vector<std::thread> threads;
+  std::vector<HttpResponse> responses(6);
+  for (size_t i = 0; i < responses.size(); ++i) {
+    threads.emplace_back([this, i, &responses] { responses[i] = Scrape(); });
+  }
+  for (auto& t : threads) t.join();
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  for (const auto& r : responses) {
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(ParseMetrics(r.body)["test_slow"], 1);
+  }
+  // Six collections one after another would take 3 s; shared ones take one or two.
+  EXPECT_LT(seconds, 1.4);
+}
+
+TEST_F(ExporterTest, CustomMetricsCacheSuccessesOnlyAndFailAlone) {
+  Sql("CREATE TABLE orders (state text, n int); INSERT INTO orders VALUES ('new', 2), ('paid', 5);"
+      "GRANT SELECT ON orders TO PUBLIC");
+  Start(
+      "custom_metrics:\n"
+      "  - name: app_orders\n"
+      "    help: Orders by state.\n"
+      "    query: SELECT state, n FROM orders\n"
+      "    labels: [state]\n"
+      "    value: n\n"
+      "    min_interval: 1h\n"
+      "  - name: app_broken\n"
+      "    query: SELECT n FROM no_such_table\n"
+      "    value: n\n");
+  auto m = Metrics();
+  EXPECT_EQ(m["app_orders{state=\"new\"}"], 2);
+  EXPECT_EQ(m["app_orders{state=\"paid\"}"], 5);
+  EXPECT_EQ(m["pgjobs_scrape_collector_success{collector=\"custom:app_orders\"}"], 1);
+  EXPECT_EQ(m["pgjobs_scrape_collector_success{collector=\"custom:app_broken\"}"], 0);
+  EXPECT_EQ(m["pgjobs_scrape_collector_success{collector=\"queue\"}"], 1);
+  EXPECT_EQ(m["pgjobs_up"], 1);
+  Sql("UPDATE orders SET n = 9");
+  EXPECT_EQ(Metrics()["app_orders{state=\"new\"}"], 2) << "served from cache within min_interval";
+}
+
+TEST_F(ExporterTest, TheCardinalityGuardFoldsExtraTasksIntoOther) {
+  Start("metrics:\n  max_tasks: 2\n");
+  Sql("SELECT jobs.publish('t' || i) FROM generate_series(1, 4) i");
+  auto m = Metrics();
+  std::set<std::string> tasks;
+  double ready = 0;
+  for (const auto& [key, value] : m) {
+    if (!key.starts_with("pgjobs_jobs{") || key.find("state=\"ready\"") == std::string::npos) {
+      continue;
+    }
+    tasks.insert(key);
+    ready += value;
+  }
+  EXPECT_EQ(tasks.size(), 3u);
+  EXPECT_EQ(ready, 4);
+  EXPECT_EQ(m["pgjobs_jobs{task=\"other\",state=\"ready\"}"], 2);
+  EXPECT_EQ(m["pgjobs_tasks_folded_into_other"], 2);
+}
+
+std::string BcryptHash(const std::string& password) {
+  char salt[64];
+  crypt_gensalt_rn("$2b$", 4, nullptr, 0, salt, sizeof salt);
+  crypt_data data{};
+  return crypt_r(password.c_str(), salt, &data);
+}
+
+TEST_F(ExporterTest, BasicAuthRefusesWrongCredentials) {
+  const std::string web =
+      WriteFile(dir_, "web.yml", "basic_auth_users:\n  prometheus: " + BcryptHash("s3cret") + "\n");
+  Start("", {"--web.config.file=" + web});
+  EXPECT_EQ(Scrape().status, 401);
+  EXPECT_EQ(Scrape().headers["www-authenticate"], "Basic realm=\"pgjobs\"");
+  EXPECT_EQ(Scrape({BasicAuthHeader("prometheus", "wrong")}).status, 401);
+  EXPECT_EQ(Scrape({BasicAuthHeader("nobody", "s3cret")}).status, 401);
+  EXPECT_EQ(Scrape({"Authorization: Basic !!!"}).status, 401);
+  HttpResponse ok = Scrape({BasicAuthHeader("prometheus", "s3cret")});
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_EQ(ParseMetrics(ok.body)["pgjobs_up"], 1);
+  EXPECT_EQ(HttpGet(port_, "/-/healthy").status, 200) << "health checks need no credentials";
+  EXPECT_EQ(HttpGet(port_, "/").status, 401);
+}
+
+TEST_F(ExporterTest, TlsIsRefusedWithAClearError) {
+  const std::string web = WriteFile(dir_, "web.yml",
+                                    "tls_server_config:\n  cert_file: server.crt\n"
+                                    "  key_file: server.key\n");
+  ProcessResult r =
+      RunProcess({kBin, "--web.config.file=" + web, "--config.check"}, {"PGJOBS_DSN=" + dsn_});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "jobs-exporter: " + web +
+                       ":2:3: tls_server_config: TLS is not supported: CivetWeb 1.15 with "
+                       "OpenSSL 3 (Debian 12) crashes on the first HTTPS request; terminate TLS "
+                       "in a proxy in front of the exporter (nginx, haproxy, stunnel) and keep "
+                       "the exporter on a loopback address\n");
+}
+
+TEST_F(ExporterTest, SighupReloadsAndKeepsTheOldConfigOnError) {
+  Start("custom_metrics:\n  - {name: test_first, query: SELECT 1 AS v, value: v}\n");
+  EXPECT_EQ(Metrics()["test_first"], 1);
+  WriteFile(dir_, "exporter.yaml",
+            "database: {dsn: \"${TEST_DSN}\"}\n"
+            "custom_metrics:\n  - {name: test_second, query: SELECT 2 AS v, value: v}\n");
+  exporter_->Signal(SIGHUP);
+  ASSERT_TRUE(exporter_->WaitForOutput("msg=\"configuration reloaded\"")) << exporter_->Output();
+  auto m = Metrics();
+  EXPECT_EQ(m.count("test_first"), 0u);
+  EXPECT_EQ(m["test_second"], 2);
+  WriteFile(dir_, "exporter.yaml", "database: {dsn: \"${TEST_DSN}\"}\nmetrics: {max_taks: 3}\n");
+  exporter_->Signal(SIGHUP);
+  ASSERT_TRUE(exporter_->WaitForOutput("configuration reload failed")) << exporter_->Output();
+  EXPECT_NE(exporter_->Output().find("metrics.max_taks: unknown key (did you mean 'max_tasks'?)"),
+            std::string::npos)
+      << exporter_->Output();
+  EXPECT_EQ(Metrics()["test_second"], 2);
+}
+
+TEST_F(ExporterTest, MalformedRequestsAreRefusedWithoutHarm) {
+  Start();
+  // CivetWeb echoes the request's protocol token into its status line, so read the raw reply.
+  EXPECT_NE(HttpRaw(port_, "THIS IS NOT HTTP\r\n\r\n").raw.find(" 400 Bad Request\r\n"),
+            std::string::npos);
+  EXPECT_EQ(HttpRaw(port_, "GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n").status,
+            411);
+  EXPECT_EQ(HttpRaw(port_, "GET / HTTP/1.1\r\nX: " + std::string(20000, 'a') + "\r\n\r\n").status,
+            400);
+  EXPECT_EQ(HttpGet(port_, "/nowhere").status, 404);
+  EXPECT_EQ(HttpRaw(port_,
+                    "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                    "Connection: close\r\n\r\n")
+                .status,
+            405);
+  EXPECT_EQ(Metrics()["pgjobs_up"], 1);
+  EXPECT_EQ(HttpGet(port_, "/-/ready").status, 200);
+  EXPECT_NE(HttpGet(port_, "/").body.find("<a href=\"/metrics\">"), std::string::npos);
+  EXPECT_EQ(exporter_->Wait(100), -1000) << "still running";
+}
+
+TEST_F(ExporterTest, RunsWithNothingButTheDsnAndStopsOnSigterm) {
+  BackgroundProcess p(
+      {kBin, "--web.listen-address=127.0.0.1:0", "--web.telemetry-path=/m", "--log.format=json"},
+      {"PGJOBS_DSN=" + dsn_});
+  ASSERT_TRUE(p.WaitForOutput("\"msg\":\"listening\"")) << p.Output();
+  const std::string out = p.Output();
+  const int port = std::atoi(out.c_str() + out.find("\"ports\":\"") + 9);
+  HttpResponse r = HttpGet(port, "/m");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(ParseMetrics(r.body)["pgjobs_up"], 1);
+  p.Signal(SIGTERM);
+  EXPECT_EQ(p.Wait(), 0);
+}
+
+struct BadConfig {
+  std::string file;
+  std::string message;  // after "jobs-exporter: <path>"
+};
+
+TEST(ExporterConfigCheck, BadConfigsAreRefusedWordForWord) {
+  const std::vector<BadConfig> cases = {
+      {"unknown_key.yaml", ":4:3: scrape.timout: unknown key (did you mean 'timeout'?)"},
+      {"wrong_type.yaml", ":2:21: web.listen_addresses: expected a list of strings, got a map"},
+      {"bad_duration.yaml",
+       ":2:12: scrape.timeout: expected a duration such as 500ms, 30s or "
+       "5m, got 'soon'"},
+      {"bad_listen.yaml",
+       ":2:21: web.listen_addresses: listen address '[::]:9467': IPv6 is not "
+       "supported; listen on an IPv4 address such as 0.0.0.0:PORT"},
+      {"bad_buckets.yaml",
+       ":3:19: metrics.buckets.wait_seconds: expected ascending numbers, "
+       "got 1 after 5"},
+      {"custom_missing_value.yaml",
+       ":2:5: custom_metrics[0].value: missing: name the column that holds the value"},
+      {"unset_env.yaml", ":2:8: database.dsn: environment variable PGJOBS_TEST_UNSET is not set"},
+      {"syntax.yaml", ":3:7: end of sequence flow not found"},
+  };
+  for (const BadConfig& c : cases) {
+    const std::string path = kTestdata + "/exporter/" + c.file;
+    ProcessResult r = RunProcess({kBin, "--config.check", "--config.file=" + path},
+                                 {"PGJOBS_DSN=postgresql:///x"}, {"PGJOBS_TEST_UNSET"});
+    EXPECT_EQ(r.exit_code, 2) << c.file;
+    EXPECT_EQ(r.err, "jobs-exporter: " + path + c.message + "\n") << c.file;
+  }
+  ProcessResult good = RunProcess(
+      {kBin, "--config.check",
+       "--config.file=" + std::string(PGJOBS_SOURCE_DIR) + "/config/exporter.example.yaml"},
+      {"PGJOBS_DSN=postgresql:///x"});
+  EXPECT_EQ(good.exit_code, 0) << good.err;
+  ProcessResult flag = RunProcess({kBin, "--config.check", "--web.listen-address=:http"},
+                                  {"PGJOBS_DSN=postgresql:///x"});
+  EXPECT_EQ(flag.err,
+            "jobs-exporter: --web.listen-address: listen address ':http': expected a port from 0 "
+            "to 65535, got 'http'\n");
+  ProcessResult no_dsn = RunProcess({kBin, "--config.check"}, {}, {"PGJOBS_DSN"});
+  EXPECT_EQ(no_dsn.err,
+            "jobs-exporter: no database given: set database.dsn in --config.file or PGJOBS_DSN\n");
+}
+
+}  // namespace
+}  // namespace pgjobs::testing

@@ -1,0 +1,27 @@
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace pgjobs::testing {
+
+struct HttpResponse {
+  int status = 0;                              // 0 when no response arrived
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string body;
+  std::string raw;  // everything received
+};
+
+/// Sends `raw` to 127.0.0.1:port and reads the response until the server closes or `timeout_ms`
+/// passes.
+HttpResponse HttpRaw(int port, const std::string& raw, int timeout_ms = 15000);
+
+/// GET path with the given extra header lines ("Name: value"), Connection: close.
+HttpResponse HttpGet(int port, const std::string& path,
+                     const std::vector<std::string>& headers = {}, int timeout_ms = 15000);
+
+/// "Basic base64(user:password)".
+std::string BasicAuthHeader(const std::string& user, const std::string& password);
+
+}  // namespace pgjobs::testing
