@@ -1,7 +1,8 @@
 // Measures the queue's SQL API from a client on one connection: publish_bulk throughput, and
 // consume + ack throughput at several batch sizes. Prints one markdown table row per figure.
 //
-// usage: queue_bench DSN [JOBS]   (the database must be migrated and its queue empty)
+// usage: queue_bench DSN [JOBS]       (the database must be migrated and its queue empty)
+//        queue_bench DSN JOBS ack-only  (consume + ack in batches of 100, five runs)
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -101,6 +102,10 @@ int main(int argc, char** argv) {
     conn.Prepare("consume", "SELECT job_id, attempts FROM jobs.consume($1::int)");
     conn.Prepare("ack", "SELECT job_id FROM jobs.ack($1::bigint[], $2::int[])");
     std::printf("| measurement | jobs | seconds | jobs/s |\n|---|---|---|---|\n");
+    if (argc > 3 && std::string(argv[3]) == "ack-only") {
+      for (int run = 0; run < 5; ++run) ConsumeAck(conn, jobs, 100);
+      return 0;
+    }
     PublishBulk(conn, jobs, jobs);
     PublishBulk(conn, jobs, 10000);
     PublishBulk(conn, jobs, 1000);
