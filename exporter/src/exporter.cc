@@ -247,8 +247,20 @@ void Exporter::CollectQueue(http::Families& out) {
 }
 
 void Exporter::CollectFinished(http::Families& out) {
-  const FinishedBatch batch = source_->Finished(watermark_, active_.wait_buckets,
-                                                active_.run_buckets, active_.attempt_buckets);
+  FinishedBatch batch;
+  try {
+    batch = source_->Finished(watermark_, active_.wait_buckets, active_.run_buckets,
+                              active_.attempt_buckets);
+  } catch (const std::exception&) {
+    // More jobs finished since the last scrape than fit in one deadline (or the read failed):
+    // re-base at the present so that the next scrape succeeds, rather than retrying the same
+    // growing window for ever. The jobs of that window go uncounted; the reset is counted.
+    if (watermark_) {
+      watermark_.reset();
+      ++finished_resets_;
+    }
+    throw;
+  }
   for (const FinishedRow& row : batch.rows) {
     const std::string& task = labels_.Label(row.task);
     if (row.kind == "finished") {
@@ -304,6 +316,12 @@ void Exporter::CollectFinished(http::Families& out) {
     http::AddHistogram(attempts, {{"task", task}}, active_.attempt_buckets, h.attempts,
                        h.attempts_sum);
   }
+  auto resets = http::Family("pgjobs_finished_stats_resets_total",
+                             "Times the finished-job read failed and restarted from the present, "
+                             "leaving the jobs finished in between uncounted.",
+                             MetricType::Counter);
+  http::AddSample(resets, {}, finished_resets_);
+  out.push_back(std::move(resets));
   auto published = http::Family("pgjobs_jobs_published_total",
                                 "Job ids handed out by publish (rolled-back publishes included).",
                                 MetricType::Counter);

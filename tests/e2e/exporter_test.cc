@@ -267,6 +267,23 @@ TEST_F(ExporterTest, ALockedTableCostsItsCollectorAndTheScrapeAnswersInTime) {
   EXPECT_EQ(ok["pgjobs_scrape_collector_success{collector=\"queue\"}"], 1);
 }
 
+TEST_F(ExporterTest, AFailedFinishedReadReBasesInsteadOfFailingForEver) {
+  Start();
+  Metrics();
+  db::Connection locker(db::ConnectOptions{.dsn = dsn_});
+  locker.Execute("lock", "BEGIN; LOCK TABLE jobs.job IN ACCESS EXCLUSIVE MODE");
+  auto failed = Metrics();
+  EXPECT_EQ(failed["pgjobs_scrape_collector_success{collector=\"finished\"}"], 0);
+  EXPECT_EQ(failed["pgjobs_scrape_collector_success{collector=\"queue\"}"], 1);
+  locker.Execute("unlock", "COMMIT");
+  Metrics();  // re-bases at the present
+  Sql("SELECT jobs.publish('t'); SELECT jobs.ack(job_id) FROM jobs.consume(1)");
+  auto m = Metrics();
+  EXPECT_EQ(m["pgjobs_scrape_collector_success{collector=\"finished\"}"], 1);
+  EXPECT_EQ(m["pgjobs_finished_stats_resets_total"], 1);
+  EXPECT_EQ(m["pgjobs_jobs_finished_total{task=\"t\",status=\"success\"}"], 1);
+}
+
 TEST_F(ExporterTest, ParallelScrapesShareOneCollection) {
   Start(
       "custom_metrics:\n"

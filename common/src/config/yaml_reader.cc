@@ -148,6 +148,10 @@ void MapReader::Fail(const std::string& key, const std::string& problem) const {
   throw ConfigError(Where(value.IsDefined() ? value : node_) + PathOf(key) + ": " + problem);
 }
 
+void MapReader::FailHere(const std::string& problem) const {
+  throw ConfigError(Where(node_) + path_ + ": " + problem);
+}
+
 bool MapReader::Has(const std::string& key) const {
   const YAML::Node& node = node_;
   const YAML::Node value = node[key];

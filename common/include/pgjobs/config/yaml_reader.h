@@ -69,6 +69,8 @@ class MapReader {
   void Finish() const;
   /// Throws ConfigError at `key` (its value's position, or the map's when absent).
   [[noreturn]] void Fail(const std::string& key, const std::string& problem) const;
+  /// Throws ConfigError about this map itself, at its position.
+  [[noreturn]] void FailHere(const std::string& problem) const;
   /// The dotted path of `key` in this map, for messages.
   std::string PathOf(const std::string& key) const;
 

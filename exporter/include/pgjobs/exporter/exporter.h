@@ -80,6 +80,8 @@ class Exporter {
   std::unique_ptr<StatsSource> source_;
   TaskLabels labels_;
   std::optional<long long> watermark_;
+  // Times the finished-job read failed and the watermark was re-based at the present.
+  double finished_resets_ = 0;
   std::map<std::pair<std::string, std::string>, double> finished_;  // (task, status) -> count
   std::map<std::string, TaskHistograms> histograms_;
   std::map<std::string, CachedCustom> custom_cache_;

@@ -1,0 +1,363 @@
+// jobs-worker, the real binary, running real jobs against a real PostgreSQL.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "pgjobs/db/connection.h"
+#include "tests/harness/background_process.h"
+#include "tests/harness/http_client.h"
+#include "tests/harness/pg_cluster.h"
+#include "tests/harness/process.h"
+
+namespace pgjobs::testing {
+namespace {
+
+const std::string kBin = PGJOBS_WORKER_BIN;
+const std::string kTestdata = PGJOBS_TESTDATA_DIR;
+using Clock = std::chrono::steady_clock;
+
+std::map<std::string, double> ParseMetrics(const std::string& text) {
+  std::map<std::string, double> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t space = line.rfind(' ');
+    out[line.substr(0, space)] = std::stod(line.substr(space + 1));
+  }
+  return out;
+}
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dsn_ = PgCluster::Shared().FreshDatabase();
+    conn_.emplace(db::ConnectOptions{.dsn = dsn_});
+    char tmpl[] = "/tmp/pgjobs-worker-test-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+  }
+  void TearDown() override { worker_.reset(); }
+
+  // Starts jobs-worker with `body` (YAML after the database section).
+  void Start(const std::string& body) {
+    std::ofstream(dir_ + "/worker.yaml") << "database: {dsn: \"${TEST_DSN}\"}\n" << body;
+    worker_ = std::make_unique<BackgroundProcess>(
+        std::vector<std::string>{kBin, "--config.file=" + dir_ + "/worker.yaml",
+                                 "--web.listen-address=127.0.0.1:0"},
+        std::vector<std::string>{"TEST_DSN=" + dsn_, "OUT=" + dir_});
+    ASSERT_TRUE(worker_->WaitForOutput("msg=registered")) << worker_->Output();
+    port_ = worker_->LoggedInt("ports");
+  }
+  std::map<std::string, double> Metrics() {
+    HttpResponse r = HttpGet(port_, "/metrics");
+    EXPECT_EQ(r.status, 200);
+    return ParseMetrics(r.body);
+  }
+  long long Int(const std::string& sql) { return conn_->Query("int", sql).Int(0, 0); }
+  std::string Text(const std::string& sql) {
+    return std::string(conn_->Query("text", sql).Text(0, 0));
+  }
+  void Sql(const std::string& sql) { conn_->Execute("sql", sql); }
+  // Waits until `sql` returns `expected`, or fails after `seconds`.
+  void WaitFor(const std::string& sql, long long expected, double seconds = 20) {
+    const auto deadline =
+        Clock::now() + std::chrono::milliseconds(static_cast<int>(seconds * 1000));
+    long long got = -1;
+    while (Clock::now() < deadline) {
+      got = Int(sql);
+      if (got == expected) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    FAIL() << sql << ": expected " << expected << ", got " << got << "\n"
+           << (worker_ ? worker_->Output() : "");
+  }
+
+  std::string dsn_;
+  std::optional<db::Connection> conn_;
+  std::string dir_;
+  std::unique_ptr<BackgroundProcess> worker_;
+  int port_ = 0;
+};
+
+TEST_F(WorkerTest, CommandJobsSucceedFailTimeOutAndExhaustRetriesAndMetricsMatch) {
+  Start(R"yaml(
+worker: {concurrency: 4, poll_interval: 200ms}
+tasks:
+  ok:   {command: ["/bin/sh", "-c", "cat > \"$OUT/$PGJOBS_JOB_ID-$PGJOBS_ATTEMPT.json\""]}
+  fail: {command: ["/bin/sh", "-c", "echo boom on attempt $PGJOBS_ATTEMPT >&2; exit 3"]}
+  slow: {command: ["/bin/sh", "-c", "sleep 5"]}
+)yaml");
+  auto zero = Metrics();
+  EXPECT_EQ(zero.count("pgjobs_worker_jobs_total{outcome=\"timeout\",task=\"ok\"}"), 1u)
+      << "every configured task's series exist at 0 from the start";
+  EXPECT_EQ(zero["pgjobs_worker_concurrency"], 4);
+
+  Sql("SELECT jobs.publish('ok', jsonb_build_object('n', i)) FROM generate_series(1, 3) i;"
+      "SELECT jobs.publish('fail', i_max_retries => 0);"
+      "SELECT jobs.publish('fail', i_max_retries => 1);"
+      "SELECT jobs.publish('slow', i_timeout => 0.3, i_max_retries => 0);");
+  WaitFor("SELECT count(*) FROM jobs.job", 6, 30);
+  EXPECT_EQ(Int("SELECT count(*) FROM jobs.job WHERE task = 'ok' AND status = 'success'"), 3);
+  EXPECT_EQ(Int("SELECT count(*) FROM jobs.job WHERE task = 'fail' AND status = 'failure'"), 2);
+  EXPECT_EQ(Text("SELECT tracebacks->-1->>'error' FROM jobs.job WHERE task = 'fail' AND "
+                 "attempts = 2"),
+            "/bin/sh exited with status 3: boom on attempt 2\n");
+  EXPECT_EQ(Text("SELECT status || ': ' || (tracebacks->0->>'error') FROM jobs.job WHERE task = "
+                 "'slow'"),
+            "failure: timeout: /bin/sh ran past the job's timeout and was killed");
+  // The arguments arrived on stdin, the id and attempt in the environment.
+  const long long first_ok = Int("SELECT min(job_id) FROM jobs.job WHERE task = 'ok'");
+  std::ifstream in(dir_ + "/" + std::to_string(first_ok) + "-1.json");
+  std::stringstream args;
+  args << in.rdbuf();
+  EXPECT_EQ(args.str(), "{\"n\": 1}");
+
+  auto m = Metrics();
+  EXPECT_EQ(m["pgjobs_worker_jobs_total{outcome=\"success\",task=\"ok\"}"], 3);
+  EXPECT_EQ(m["pgjobs_worker_jobs_total{outcome=\"failure\",task=\"fail\"}"], 3);
+  EXPECT_EQ(m["pgjobs_worker_jobs_total{outcome=\"timeout\",task=\"slow\"}"], 1);
+  EXPECT_EQ(m["pgjobs_worker_job_retries_total{task=\"fail\"}"], 1);
+  EXPECT_EQ(m["pgjobs_worker_jobs_dead_total{task=\"fail\"}"], 2);
+  EXPECT_EQ(m["pgjobs_worker_jobs_dead_total{task=\"slow\"}"], 1);
+  EXPECT_EQ(m["pgjobs_worker_job_timeouts_total{task=\"slow\"}"], 1);
+  EXPECT_EQ(m["pgjobs_worker_job_duration_seconds_count{outcome=\"success\",task=\"ok\"}"], 3);
+  EXPECT_EQ(m["pgjobs_worker_job_wait_seconds_count{task=\"ok\"}"], 3);
+  EXPECT_EQ(m["pgjobs_worker_job_wait_seconds_count{task=\"fail\"}"], 3);
+  EXPECT_EQ(m["pgjobs_worker_job_end_to_end_seconds_count{task=\"ok\"}"], 3);
+  EXPECT_EQ(m["pgjobs_worker_job_end_to_end_seconds_count{task=\"fail\"}"], 2);
+  EXPECT_GT(m["pgjobs_worker_job_end_to_end_seconds_sum{task=\"fail\"}"], 2.0)
+      << "includes the 2 s retry backoff";
+  EXPECT_EQ(m["pgjobs_worker_jobs_in_flight{task=\"ok\"}"], 0);
+  EXPECT_EQ(m["pgjobs_worker_database_up"], 1);
+  EXPECT_GT(m["pgjobs_worker_db_call_duration_seconds_count{call=\"consume\"}"], 0);
+  EXPECT_GT(m["pgjobs_worker_last_job_finished_timestamp_seconds"], 1.7e9);
+  EXPECT_EQ(m["pgjobs_worker_build_info{version=\"0.1.0\"}"], 1);
+  EXPECT_GT(m["pgjobs_worker_busy_seconds_total"], 0.3);
+
+  const std::string scrape = dir_ + "/scrape.prom";
+  std::ofstream(scrape) << HttpGet(port_, "/metrics").body;
+  ProcessResult lint = RunProcess({"/bin/sh", "-c", "promtool check metrics < " + scrape});
+  EXPECT_EQ(lint.exit_code, 0) << lint.out << lint.err;
+  EXPECT_EQ(HttpGet(port_, "/-/ready").status, 200);
+}
+
+TEST_F(WorkerTest, SqlHandlerCommitsTheWorkWithTheAckExactlyOnce) {
+  Sql("CREATE TABLE results (job_id bigint, n int); GRANT ALL ON results TO PUBLIC");
+  Start(R"yaml(
+worker: {concurrency: 4}
+tasks:
+  record: {sql: "INSERT INTO results SELECT (SELECT max(job_id) FROM jobs.running), ($1::jsonb->>'n')::int"}
+  broken: {sql: "INSERT INTO no_such_table VALUES ($1::jsonb)"}
+)yaml");
+  Sql("SELECT jobs.publish('record', jsonb_build_object('n', i)) FROM generate_series(1, 40) i;"
+      "SELECT jobs.publish('broken', '{}', i_max_retries => 0)");
+  WaitFor("SELECT count(*) FROM jobs.job", 41);
+  EXPECT_EQ(Int("SELECT count(*) FROM results"), 40);
+  EXPECT_EQ(Int("SELECT count(DISTINCT n) FROM results"), 40);
+  EXPECT_EQ(Text("SELECT status || ': ' || (tracebacks->0->>'error') FROM jobs.job WHERE task = "
+                 "'broken'"),
+            "failure: relation \"no_such_table\" does not exist [SQLSTATE 42P01]");
+  auto m = Metrics();
+  EXPECT_EQ(m["pgjobs_worker_jobs_total{outcome=\"success\",task=\"record\"}"], 40);
+  EXPECT_EQ(m["pgjobs_worker_jobs_total{outcome=\"failure\",task=\"broken\"}"], 1);
+}
+
+// A hook endpoint: /ok answers 204 and records the body, /fail 503, /slow after 1.5 s.
+constexpr const char* kHookServer = R"py(
+import http.server, sys, time
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path == "/slow":
+            time.sleep(1.5)
+        status = {"/ok": 204, "/fail": 503}.get(self.path, 200)
+        if self.path == "/ok":
+            open(sys.argv[1], "ab").write(body + b"\n" + self.headers["X-Token"].encode() + b"\n")
+        self.send_response(status)
+        payload = b"try later" if status == 503 else b""
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+print("port=%d" % server.server_address[1], flush=True)
+server.serve_forever()
+)py";
+
+TEST_F(WorkerTest, HttpHandlerPostsTheJobAndReadsTheStatus) {
+  std::ofstream(dir_ + "/hook.py") << kHookServer;
+  BackgroundProcess hook({"/usr/bin/python3", dir_ + "/hook.py", dir_ + "/posted"}, {});
+  ASSERT_TRUE(hook.WaitForOutput("port=")) << hook.Output();
+  const std::string out = hook.Output();
+  const std::string base = "http://127.0.0.1:" + std::to_string(std::atoi(out.c_str() + 5));
+  Start("tasks:\n  hook_ok: {http: {url: \"" + base +
+        "/ok\", headers: {X-Token: abc}}}\n  hook_fail: {http: {url: \"" + base +
+        "/fail\"}}\n  hook_slow: {http: {url: \"" + base + "/slow\"}}\n");
+  Sql("SELECT jobs.publish('hook_ok', '{\"to\": \"a@b\"}', i_max_retries => 0);"
+      "SELECT jobs.publish('hook_fail', i_max_retries => 0);"
+      "SELECT jobs.publish('hook_slow', i_max_retries => 0, i_timeout => 0.5);");
+  WaitFor("SELECT count(*) FROM jobs.job", 3);
+  EXPECT_EQ(Text("SELECT status FROM jobs.job WHERE task = 'hook_ok'"), "success");
+  EXPECT_EQ(Text("SELECT tracebacks->0->>'error' FROM jobs.job WHERE task = 'hook_fail'"),
+            "POST " + base + "/fail: HTTP 503: try later");
+  EXPECT_EQ(Text("SELECT tracebacks->0->>'error' FROM jobs.job WHERE task = 'hook_slow'"),
+            "timeout: POST " + base + "/slow did not answer before the job's timeout");
+  const long long id = Int("SELECT job_id FROM jobs.job WHERE task = 'hook_ok'");
+  std::ifstream in(dir_ + "/posted");
+  std::stringstream posted;
+  posted << in.rdbuf();
+  EXPECT_EQ(posted.str(), "{\"job_id\":" + std::to_string(id) +
+                              ",\"task\":\"hook_ok\",\"attempt\":1,\"arguments\":{\"to\": "
+                              "\"a@b\"}}\nabc\n");
+}
+
+TEST_F(WorkerTest, SigtermLetsJobsInFlightFinishThenExitsZero) {
+  Start(R"yaml(
+worker: {concurrency: 2, shutdown_grace: 10s}
+tasks:
+  nap: {command: ["/bin/sh", "-c", "sleep 1"]}
+)yaml");
+  Sql("SELECT jobs.publish('nap') FROM generate_series(1, 2)");
+  WaitFor("SELECT count(*) FROM jobs.running", 2);
+  worker_->Signal(SIGTERM);
+  EXPECT_EQ(worker_->Wait(8000), 0) << worker_->Output();
+  EXPECT_EQ(Int("SELECT count(*) FROM jobs.job WHERE status = 'success'"), 2);
+  EXPECT_EQ(Int("SELECT count(*) FROM jobs.worker WHERE stopped_at IS NOT NULL"), 1);
+}
+
+TEST_F(WorkerTest, SigtermNacksWhatOutlivesTheGracePeriod) {
+  Start(R"yaml(
+worker: {concurrency: 1, shutdown_grace: 300ms}
+tasks:
+  long: {command: ["/bin/sh", "-c", "sleep 30"]}
+)yaml");
+  Sql("SELECT jobs.publish('long')");
+  WaitFor("SELECT count(*) FROM jobs.running", 1);
+  const auto start = Clock::now();
+  worker_->Signal(SIGTERM);
+  EXPECT_EQ(worker_->Wait(8000), 0) << worker_->Output();
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 3.0);
+  EXPECT_EQ(Text("SELECT state || ' ' || (tracebacks->0->>'error') FROM jobs.all"),
+            "retry_wait worker shut down: the job did not finish within the shutdown grace "
+            "period");
+}
+
+TEST_F(WorkerTest, SigkillLosesNothing) {
+  Start(R"yaml(
+worker: {concurrency: 1, poll_interval: 100ms}
+tasks:
+  nap: {command: ["/bin/sh", "-c", "sleep 0.5"]}
+)yaml");
+  Sql("SELECT jobs.publish('nap', i_timeout => 1)");
+  WaitFor("SELECT count(*) FROM jobs.running", 1);
+  worker_->Signal(SIGKILL);
+  worker_->Wait();
+  Start(R"yaml(
+worker: {concurrency: 1, poll_interval: 100ms}
+tasks:
+  nap: {command: ["/bin/sh", "-c", "sleep 0.5"]}
+)yaml");
+  // The killed attempt expires after 1 s, is reclaimed, and after the 2 s backoff runs again.
+  Sql("UPDATE jobs.job_queue SET scheduled_at = clock_timestamp() WHERE status = 'pending'");
+  WaitFor("SELECT count(*) FROM jobs.job WHERE status = 'success'", 1, 15);
+  EXPECT_EQ(Int("SELECT attempts FROM jobs.job"), 2);
+}
+
+TEST_F(WorkerTest, ADatabaseRestartInTheMiddleOfWorkLosesNothing) {
+  Start(R"yaml(
+worker: {concurrency: 4, poll_interval: 100ms}
+tasks:
+  quick: {command: ["/bin/sh", "-c", "sleep 0.05"]}
+)yaml");
+  Sql("SELECT jobs.publish('quick', jsonb_build_object('i', i), i_timeout => 2) "
+      "FROM generate_series(1, 120) i");
+  WaitFor("SELECT least(count(*), 20) FROM jobs.job", 20);
+  conn_.reset();
+  PgCluster::Shared().Stop();
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  EXPECT_EQ(HttpGet(port_, "/-/ready").status, 503);
+  EXPECT_EQ(Metrics()["pgjobs_worker_database_up"], 0);
+  PgCluster::Shared().Start();
+  conn_.emplace(db::ConnectOptions{.dsn = dsn_});
+  // Attempts cut off by the restart expire and are retried; nudge their backoff.
+  const auto deadline = Clock::now() + std::chrono::seconds(40);
+  while (Int("SELECT count(*) FROM jobs.job") < 120 && Clock::now() < deadline) {
+    Sql("UPDATE jobs.job_queue SET scheduled_at = clock_timestamp() WHERE status = 'pending' "
+        "AND attempts > 0");
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_EQ(Int("SELECT count(*) FROM jobs.job WHERE status = 'success'"), 120);
+  EXPECT_EQ(Int("SELECT count(*) FROM jobs.job_queue"), 0);
+  auto m = Metrics();
+  EXPECT_EQ(m["pgjobs_worker_database_up"], 1);
+  EXPECT_LE(m["pgjobs_worker_jobs_total{outcome=\"success\",task=\"quick\"}"], 120)
+      << "never a success reported twice";
+  EXPECT_GT(m["pgjobs_worker_db_errors_total{call=\"consume\"}"], 0);
+}
+
+TEST_F(WorkerTest, ConcurrencyIsHonouredAndNotifyWakesAnIdleWorker) {
+  Start(R"yaml(
+worker: {concurrency: 3, poll_interval: 60s}
+tasks:
+  nap: {command: ["/bin/sh", "-c", "sleep 0.3"]}
+)yaml");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // idle, waiting on LISTEN
+  const auto start = Clock::now();
+  Sql("SELECT jobs.publish('nap') FROM generate_series(1, 9)");
+  // Handlers at once, from the worker's own gauge. (jobs.running may briefly count more: a
+  // finished job stays there until its batched ack commits.)
+  double max_in_flight = 0;
+  while (Int("SELECT count(*) FROM jobs.job") < 9 &&
+         Clock::now() - start < std::chrono::seconds(20)) {
+    max_in_flight =
+        std::max(max_in_flight, Metrics()["pgjobs_worker_jobs_in_flight{task=\"nap\"}"]);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(max_in_flight, 3);
+  // 9 jobs of 0.3 s, 3 at a time: three rounds, far below the 60 s poll.
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 5.0);
+  EXPECT_GE(Metrics()["pgjobs_worker_wakeups_total{source=\"notify\"}"], 1);
+}
+
+struct BadConfig {
+  std::string file;
+  std::string message;
+};
+
+TEST(WorkerConfigCheck, BadConfigsAreRefusedWordForWordBeforeTouchingTheQueue) {
+  const std::vector<BadConfig> cases = {
+      {"unknown_key.yaml", ":3:3: worker.concurency: unknown key (did you mean 'concurrency'?)"},
+      {"command_map.yaml", ":3:14: tasks.email.command: expected a list of strings, got a map"},
+      {"no_handler.yaml", ":3:5: tasks.email: missing handler: give one of command, sql or http"},
+      {"http_no_url.yaml", ":3:11: tasks.hook.http.url: missing: the http handler needs a url"},
+      {"bad_listen.yaml",
+       ":2:11: metrics.listen: listen address '127.0.0.1': expected HOST:PORT "
+       "or :PORT"},
+      {"bad_concurrency.yaml",
+       ":2:16: worker.concurrency: expected an integer from 1 to 10000, got 0"},
+  };
+  for (const BadConfig& c : cases) {
+    const std::string path = kTestdata + "/worker/" + c.file;
+    ProcessResult r = RunProcess({kBin, "--config.file=" + path}, {"PGJOBS_DSN=postgresql:///x"});
+    EXPECT_EQ(r.exit_code, 2) << c.file;
+    EXPECT_EQ(r.err, "jobs-worker: " + path + c.message + "\n") << c.file;
+  }
+  ProcessResult example = RunProcess(
+      {kBin, "--config.check",
+       "--config.file=" + std::string(PGJOBS_SOURCE_DIR) + "/config/worker.example.yaml"},
+      {"PGJOBS_DSN=postgresql:///x"});
+  EXPECT_EQ(example.exit_code, 0) << example.err;
+  ProcessResult none = RunProcess({kBin, "postgresql:///x"});
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_EQ(none.err,
+            "jobs-worker: no tasks configured: add a tasks: section to --config.file "
+            "(see config/worker.example.yaml)\n");
+}
+
+}  // namespace
+}  // namespace pgjobs::testing

@@ -1,0 +1,46 @@
+// A worker with a handler written in C++: link pgjobs::worker, register handlers, run.
+//
+//   find_package(pgjobs REQUIRED)
+//   target_link_libraries(my_worker PRIVATE pgjobs::worker)
+//
+// usage: noop_worker_example DSN [CONCURRENCY] [PORT]
+// Runs the task "bench.noop", whose handler returns at once; stops on SIGTERM or SIGINT.
+#include <signal.h>
+
+#include <iostream>
+#include <thread>
+
+#include "pgjobs/worker/worker.h"
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << "usage: noop_worker_example DSN [CONCURRENCY] [PORT] [metrics:on|off]\n";
+    return 2;
+  }
+  pgjobs::worker::WorkerConfig config;
+  config.dsn = argv[1];
+  config.concurrency = argc > 2 ? std::stoi(argv[2]) : 8;
+  config.listen_addresses = {"127.0.0.1:" + std::string(argc > 3 ? argv[3] : "0")};
+  config.metrics_enabled = !(argc > 4 && std::string(argv[4]) == "off");
+  config.poll_interval = std::chrono::milliseconds(1000);
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  pgjobs::log::Logger logger(pgjobs::log::Level::kInfo, pgjobs::log::Format::kLogfmt, std::cerr);
+  pgjobs::worker::Worker worker(config, logger);
+  worker.Handle("bench.noop",
+                [](const pgjobs::worker::Job&) { return pgjobs::worker::Outcome::Success(); });
+  std::thread stopper([&] {
+    int signal_number = 0;
+    sigwait(&signals, &signal_number);
+    worker.Stop();
+  });
+  worker.Run();
+  pthread_kill(stopper.native_handle(), SIGTERM);
+  stopper.join();
+  return 0;
+}

@@ -1,0 +1,58 @@
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pgjobs/config/yaml_reader.h"
+
+namespace pgjobs::worker {
+
+/// The port jobs-worker serves its metrics on by default.
+inline constexpr int kDefaultPort = 9466;
+
+/// How one configured task runs. Exactly one of command, sql and http_url is set.
+struct TaskConfig {
+  /// argv, run without a shell; arguments as JSON on stdin.
+  std::vector<std::string> command;
+  /// A statement run with the arguments (jsonb) as $1, committed with the ack.
+  std::string sql;
+  /// POSTed the job as JSON; 2xx acks.
+  std::string http_url;
+  std::map<std::string, std::string> http_headers;
+  /// Handler run time buckets for this task (seconds); empty: the global ones.
+  std::vector<double> duration_buckets;
+};
+
+/// The validated configuration of jobs-worker. Defaults live here and nowhere else.
+struct WorkerConfig {
+  std::string dsn;
+  std::chrono::milliseconds connect_timeout{5000};
+  /// Shown in jobs.worker; defaults to "jobs-worker".
+  std::string name = "jobs-worker";
+  int concurrency = 16;
+  /// Jobs taken per consume call at most (0: as many as there are free slots).
+  int batch_size = 0;
+  std::chrono::milliseconds shutdown_grace{30000};
+  /// Fallback poll when no NOTIFY arrives.
+  std::chrono::milliseconds poll_interval{5000};
+  std::chrono::milliseconds heartbeat_interval{5000};
+  std::vector<std::string> listen_addresses{"127.0.0.1:" + std::to_string(kDefaultPort)};
+  bool metrics_enabled = true;
+  std::vector<double> duration_buckets{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                       2.5,   5,     10,   30,    60,   120, 300,  600};
+  std::vector<double> wait_buckets{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                   2.5,   5,     10,   30,    60,   120, 300,  600};
+  std::vector<double> end_to_end_buckets{0.01, 0.05, 0.1, 0.5, 1,    5,    10,   30,
+                                         60,   120,  300, 600, 1800, 3600, 21600};
+  std::map<std::string, TaskConfig> tasks;
+};
+
+/// Parses and validates the YAML in `text` (the contents of `file`), expanding ${VAR} with
+/// `env`. Throws config::ConfigError: "file:line:column: key.path: problem".
+WorkerConfig ParseWorkerConfig(const std::string& text, const std::string& file,
+                               const config::EnvLookup& env);
+
+}  // namespace pgjobs::worker

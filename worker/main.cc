@@ -1,0 +1,171 @@
+// jobs-worker: runs the jobs of a pgjobs queue.
+#include <signal.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "pgjobs/db/dsn.h"
+#include "pgjobs/http/server.h"
+#include "pgjobs/worker/config.h"
+#include "pgjobs/worker/worker.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: jobs-worker [flags] [DSN]\n"
+    "\n"
+    "Runs the jobs of the tasks configured in --config.file. DSN (a postgresql:// URI) overrides\n"
+    "database.dsn; without either, PGJOBS_DSN is used.\n"
+    "\n"
+    "  --config.file=FILE          YAML configuration (see config/worker.example.yaml)\n"
+    "  --config.check              validate the configuration and exit\n"
+    "  --web.listen-address=ADDR   metrics address (default 127.0.0.1:9466; :PORT for all)\n"
+    "  --log.level=LEVEL           debug, info, warn or error (default info)\n"
+    "  --log.format=FORMAT         logfmt or json (default logfmt)\n"
+    "  --version                   print the version and exit\n"
+    "\n"
+    "SIGTERM or SIGINT: stop taking jobs, let those in flight finish within shutdown_grace,\n"
+    "nack the rest, exit 0.\n";
+
+struct Flags {
+  std::string config_file;
+  bool config_check = false;
+  std::string listen_address;
+  std::string log_level = "info";
+  std::string log_format = "logfmt";
+  std::string dsn;
+};
+
+bool TakeValue(int argc, char** argv, int& i, const std::string& name, std::string& out) {
+  const std::string arg = argv[i];
+  if (arg == name) {
+    if (i + 1 >= argc) throw pgjobs::Error(name + " needs a value");
+    out = argv[++i];
+    return true;
+  }
+  if (arg.starts_with(name + "=")) {
+    out = arg.substr(name.size() + 1);
+    return true;
+  }
+  return false;
+}
+
+Flags ParseFlags(int argc, char** argv) {
+  Flags f;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      std::cout << kUsage;
+      std::exit(0);
+    } else if (arg == "--version") {
+      std::cout << "jobs-worker " << PGJOBS_VERSION << "\n";
+      std::exit(0);
+    } else if (arg == "--config.check") {
+      f.config_check = true;
+    } else if (TakeValue(argc, argv, i, "--config.file", f.config_file) ||
+               TakeValue(argc, argv, i, "--web.listen-address", f.listen_address) ||
+               TakeValue(argc, argv, i, "--log.level", f.log_level) ||
+               TakeValue(argc, argv, i, "--log.format", f.log_format)) {
+    } else if (arg.starts_with("-")) {
+      throw pgjobs::Error("unknown flag '" + arg + "' (see --help)");
+    } else if (!f.dsn.empty()) {
+      throw pgjobs::Error("expected one DSN, got a second argument '" + pgjobs::db::RedactDsn(arg) +
+                          "'");
+    } else {
+      f.dsn = arg;
+    }
+  }
+  return f;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw pgjobs::Error(path + ": cannot read: " + std::strerror(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::optional<std::string> Env(const std::string& name) {
+  const char* value = std::getenv(name.c_str());
+  return value != nullptr ? std::optional<std::string>(value) : std::nullopt;
+}
+
+pgjobs::worker::WorkerConfig LoadConfig(const Flags& flags) {
+  pgjobs::worker::WorkerConfig config;
+  if (!flags.config_file.empty()) {
+    config = pgjobs::worker::ParseWorkerConfig(ReadFile(flags.config_file), flags.config_file, Env);
+  }
+  if (!flags.dsn.empty()) config.dsn = flags.dsn;
+  if (config.dsn.empty()) config.dsn = Env("PGJOBS_DSN").value_or("");
+  if (config.dsn.empty()) {
+    throw pgjobs::Error(
+        "no database given: pass a DSN, set database.dsn in --config.file, or "
+        "set PGJOBS_DSN");
+  }
+  if (!flags.listen_address.empty()) {
+    try {
+      pgjobs::http::NormalizeListenAddress(flags.listen_address);
+    } catch (const pgjobs::Error& e) {
+      throw pgjobs::Error(std::string("--web.listen-address: ") + e.what());
+    }
+    config.listen_addresses = {flags.listen_address};
+  }
+  if (config.tasks.empty()) {
+    throw pgjobs::Error(
+        "no tasks configured: add a tasks: section to --config.file (see "
+        "config/worker.example.yaml)");
+  }
+  return config;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags flags;
+  pgjobs::worker::WorkerConfig config;
+  try {
+    flags = ParseFlags(argc, argv);
+    pgjobs::log::ParseLevel(flags.log_level);
+    pgjobs::log::ParseFormat(flags.log_format);
+    config = LoadConfig(flags);
+  } catch (const pgjobs::Error& e) {
+    std::cerr << "jobs-worker: " << e.what() << "\n";
+    return 2;
+  }
+  if (flags.config_check) {
+    std::cout << "jobs-worker: configuration is valid\n";
+    return 0;
+  }
+  pgjobs::log::Logger logger(pgjobs::log::ParseLevel(flags.log_level),
+                             pgjobs::log::ParseFormat(flags.log_format), std::cerr);
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);  // a command that exits without reading stdin
+
+  pgjobs::worker::Worker worker(config, logger, PGJOBS_VERSION);
+  std::thread signal_thread([&] {
+    int signal_number = 0;
+    sigwait(&signals, &signal_number);
+    logger.Info("signal received", {{"signal", strsignal(signal_number)}});
+    worker.Stop();
+  });
+  int rc = 0;
+  try {
+    worker.Run();
+  } catch (const pgjobs::Error& e) {
+    logger.Error("cannot run", {{"err", e.what()}});
+    rc = 1;
+  }
+  // The signal thread waits in sigwait; wake it so that it can be joined.
+  pthread_kill(signal_thread.native_handle(), SIGTERM);
+  signal_thread.join();
+  return rc;
+}

@@ -1,0 +1,99 @@
+#include "pgjobs/worker/config.h"
+
+#include "pgjobs/http/server.h"
+
+namespace pgjobs::worker {
+namespace {
+
+TaskConfig ParseTask(config::MapReader& m) {
+  TaskConfig t;
+  int kinds = 0;
+  if (auto command = m.StringList("command")) {
+    if (command->empty() || (*command)[0].empty()) {
+      m.Fail("command", "expected a program and its arguments, got an empty list");
+    }
+    t.command = *command;
+    ++kinds;
+  }
+  if (auto sql = m.String("sql")) {
+    if (sql->empty()) m.Fail("sql", "expected a statement, got ''");
+    t.sql = *sql;
+    ++kinds;
+  }
+  if (auto http = m.Map("http")) {
+    auto url = http->String("url");
+    if (!url) http->Fail("url", "missing: the http handler needs a url");
+    if (!url->starts_with("http://") && !url->starts_with("https://")) {
+      http->Fail("url", "expected an http:// or https:// URL, got '" + *url + "'");
+    }
+    t.http_url = *url;
+    if (auto headers = http->Map("headers")) {
+      for (const std::string& name : headers->Keys()) {
+        t.http_headers[name] = headers->String(name).value_or("");
+      }
+      headers->Finish();
+    }
+    http->Finish();
+    ++kinds;
+  }
+  if (auto buckets = m.Map("buckets")) {
+    t.duration_buckets = buckets->AscendingNumbers("duration_seconds").value_or(t.duration_buckets);
+    buckets->Finish();
+  }
+  m.Finish();
+  if (kinds == 0) m.FailHere("missing handler: give one of command, sql or http");
+  if (kinds > 1) m.FailHere("give only one of command, sql or http");
+  return t;
+}
+
+}  // namespace
+
+WorkerConfig ParseWorkerConfig(const std::string& text, const std::string& file,
+                               const config::EnvLookup& env) {
+  config::MapReader root = config::MapReader::Parse(text, file, env);
+  WorkerConfig c;
+  if (auto db = root.Map("database")) {
+    c.dsn = db->String("dsn").value_or("");
+    c.connect_timeout = db->Duration("connect_timeout").value_or(c.connect_timeout);
+    db->Finish();
+  }
+  if (auto w = root.Map("worker")) {
+    c.name = w->String("name").value_or(c.name);
+    c.concurrency = static_cast<int>(w->Integer("concurrency", 1, 10000).value_or(c.concurrency));
+    c.batch_size = static_cast<int>(w->Integer("batch_size", 0, 10000).value_or(c.batch_size));
+    c.shutdown_grace = w->Duration("shutdown_grace").value_or(c.shutdown_grace);
+    c.poll_interval = w->Duration("poll_interval").value_or(c.poll_interval);
+    c.heartbeat_interval = w->Duration("heartbeat_interval").value_or(c.heartbeat_interval);
+    if (c.poll_interval.count() <= 0) w->Fail("poll_interval", "expected a positive duration");
+    if (c.heartbeat_interval.count() <= 0) {
+      w->Fail("heartbeat_interval", "expected a positive duration");
+    }
+    w->Finish();
+  }
+  if (auto m = root.Map("metrics")) {
+    if (auto listen = m->String("listen")) {
+      try {
+        http::NormalizeListenAddress(*listen);
+      } catch (const Error& e) {
+        m->Fail("listen", e.what());
+      }
+      c.listen_addresses = {*listen};
+    }
+    c.metrics_enabled = m->Bool("enabled").value_or(c.metrics_enabled);
+    if (auto b = m->Map("buckets")) {
+      c.duration_buckets = b->AscendingNumbers("duration_seconds").value_or(c.duration_buckets);
+      c.wait_buckets = b->AscendingNumbers("wait_seconds").value_or(c.wait_buckets);
+      c.end_to_end_buckets =
+          b->AscendingNumbers("end_to_end_seconds").value_or(c.end_to_end_buckets);
+      b->Finish();
+    }
+    m->Finish();
+  }
+  if (auto tasks = root.Map("tasks")) {
+    for (auto& [name, task] : tasks->Entries()) c.tasks[name] = ParseTask(task);
+  }
+  root.Finish();
+  return c;
+}
+
+}  // namespace pgjobs::worker

@@ -1,0 +1,592 @@
+#include "pgjobs/worker/worker.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "command_handler.h"
+#include "metrics.h"
+#include "pgjobs/db/connection.h"
+#include "pgjobs/http/server.h"
+
+namespace pgjobs::worker {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// A job taken from the queue, with what the completer needs to report it.
+struct Taken {
+  Job job;
+  int max_retries = 0;
+  double since_publish = 0;  // seconds from publish to this attempt's start (database clock)
+  Clock::time_point started;
+};
+
+struct Result {
+  Taken taken;
+  Outcome outcome;
+  double run_seconds = 0;
+  bool acked_in_handler = false;  // sql handler: the ack committed with the work
+  bool late = false;              // sql handler: the ack was refused
+};
+
+// "{a,b}" with each element quoted, for a text[] or varchar[] parameter.
+std::string TextArray(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    out += '"';
+    for (char c : values[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+template <typename T>
+std::string NumberArray(const std::vector<T>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) out += (i ? "," : "") + std::to_string(values[i]);
+  return out + "}";
+}
+
+}  // namespace
+
+struct Worker::Impl {
+  WorkerConfig config;
+  log::Logger& logger;
+  std::string version;
+  std::map<std::string, Handler> handlers;
+  std::unique_ptr<WorkerMetrics> metrics;
+  std::unique_ptr<http::Server> server;
+
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> database_up{false};
+  std::atomic<long long> worker_id{0};
+  std::atomic<Clock::rep> abort_at{Clock::time_point::max().time_since_epoch().count()};
+  int wake_pipe[2] = {-1, -1};
+
+  // Jobs taken, waiting for an executor; slots free for the dispatcher to fill.
+  std::mutex run_mutex;
+  std::condition_variable run_cv;
+  std::deque<Taken> run_queue;
+  int free_slots = 0;
+  int executors_running = 0;
+
+  // Results waiting for the completer.
+  std::mutex done_mutex;
+  std::condition_variable done_cv;
+  std::deque<Result> done_queue;
+  bool executors_finished = false;
+
+  Impl(WorkerConfig c, log::Logger& l, std::string v)
+      : config(std::move(c)), logger(l), version(std::move(v)) {}
+
+  db::ConnectOptions Options(const char* role) const {
+    return {.dsn = config.dsn,
+            .application_name = std::string("jobs-worker ") + role,
+            .connect_timeout = config.connect_timeout};
+  }
+
+  void Wake() { (void)!write(wake_pipe[1], "x", 1); }
+
+  // Waits up to `delay` or until stopping; false when stopping.
+  bool Backoff(std::chrono::milliseconds delay) {
+    std::unique_lock<std::mutex> lock(run_mutex);
+    run_cv.wait_for(lock, delay, [this] { return stopping.load(); });
+    return !stopping;
+  }
+
+  std::unique_ptr<db::Connection> ConnectWithRetry(const char* role) {
+    auto delay = std::chrono::milliseconds(100);
+    for (;;) {
+      try {
+        auto conn = std::make_unique<db::Connection>(Options(role));
+        conn->Execute("configure session", "SET jit = off");
+        return conn;
+      } catch (const db::DbError& e) {
+        database_up = false;
+        metrics->DatabaseUp(false);
+        logger.Warn("database unreachable, retrying", {{"role", role}, {"err", e.what()}});
+        if (!Backoff(delay)) return nullptr;
+        delay = std::min(delay * 2, std::chrono::milliseconds(5000));
+      }
+    }
+  }
+
+  std::vector<std::string> Tasks() const {
+    std::vector<std::string> tasks;
+    for (const auto& [task, unused] : handlers) tasks.push_back(task);
+    return tasks;
+  }
+
+  // The dispatcher: registers, listens for NOTIFY jobs, and fills free slots.
+  void Dispatch() {
+    const std::string tasks = TextArray(Tasks());
+    std::unique_ptr<db::Connection> conn;
+    auto delay = std::chrono::milliseconds(100);
+    while (!stopping) {
+      if (!conn) {
+        conn = ConnectWithRetry("dispatcher");
+        if (!conn) break;
+        try {
+          conn->Execute("listen", "LISTEN jobs");
+          conn->Prepare("consume",
+                        "SELECT job_id, task, coalesce(arguments::text, 'null'), attempts, "
+                        "max_retries, timeout::float8, "
+                        "extract(epoch FROM started_at - scheduled_at)::float8, "
+                        "extract(epoch FROM started_at - published_at)::float8 "
+                        "FROM jobs.consume($1::int, $2::varchar[], $3::bigint)");
+          if (worker_id == 0) {
+            char host[256] = {0};
+            gethostname(host, sizeof host - 1);
+            const auto stale_after =
+                std::to_string(3 * config.heartbeat_interval.count()) + " milliseconds";
+            worker_id = conn->Query("register",
+                                    "SELECT jobs.register_worker($1, $2, $3::int, $4::int, "
+                                    "$5::interval)",
+                                    {config.name, std::string(host), std::to_string(getpid()),
+                                     std::to_string(config.concurrency), stale_after})
+                            .Int(0, 0);
+            logger.Info("registered", {{"worker_id", std::to_string(worker_id)}});
+          }
+        } catch (const db::DbError& e) {
+          logger.Warn("cannot prepare the dispatcher session", {{"err", e.what()}});
+          conn.reset();
+          if (!Backoff(delay)) break;
+          continue;
+        }
+      }
+      int want = 0;
+      {
+        std::unique_lock<std::mutex> lock(run_mutex);
+        run_cv.wait(lock, [this] { return stopping || free_slots > 0; });
+        if (stopping) break;
+        want = config.batch_size > 0 ? std::min(free_slots, config.batch_size) : free_slots;
+      }
+      const auto start = Clock::now();
+      db::Result rows;
+      try {
+        rows = conn->QueryPrepared("consume",
+                                   {std::to_string(want), tasks, std::to_string(worker_id.load())});
+        metrics->DbCall("consume", Since(start), false);
+        database_up = true;
+        metrics->DatabaseUp(true);
+        delay = std::chrono::milliseconds(100);
+      } catch (const db::DbError& e) {
+        metrics->DbCall("consume", Since(start), true);
+        logger.Warn("consume failed", {{"err", e.what()}});
+        if (!conn->IsOpen()) {
+          database_up = false;
+          metrics->DatabaseUp(false);
+          conn.reset();
+        }
+        if (!Backoff(delay)) break;
+        delay = std::min(delay * 2, std::chrono::milliseconds(5000));
+        continue;
+      }
+      if (rows.Rows() > 0) {
+        std::lock_guard<std::mutex> lock(run_mutex);
+        const auto now = Clock::now();
+        for (int i = 0; i < rows.Rows(); ++i) {
+          Taken t;
+          t.job.id = rows.Int(i, 0);
+          t.job.task = rows.Text(i, 1);
+          t.job.arguments = rows.Text(i, 2);
+          t.job.attempt = static_cast<int>(rows.Int(i, 3));
+          t.max_retries = static_cast<int>(rows.Int(i, 4));
+          t.job.max_retries = t.max_retries;
+          t.job.deadline =
+              now + std::chrono::microseconds(static_cast<long long>(rows.Double(i, 5) * 1e6));
+          t.since_publish = rows.Double(i, 7);
+          t.started = now;
+          metrics->Started(t.job.task, rows.Double(i, 6));
+          metrics->InFlight(t.job.task, 1);
+          run_queue.push_back(std::move(t));
+          --free_slots;
+        }
+        run_cv.notify_all();
+      }
+      if (rows.Rows() < want) Idle(*conn);
+    }
+  }
+
+  // Waits for a NOTIFY, the poll interval, or Stop(); counts the wakeup's source.
+  void Idle(db::Connection& conn) {
+    pollfd fds[2] = {{conn.Socket(), POLLIN, 0}, {wake_pipe[0], POLLIN, 0}};
+    const int ready = poll(fds, 2, static_cast<int>(config.poll_interval.count()));
+    if (fds[1].revents & POLLIN) {
+      char buf[64];
+      (void)!read(wake_pipe[0], buf, sizeof buf);
+    }
+    bool notified = false;
+    try {
+      while (conn.NextNotification()) notified = true;
+    } catch (const db::DbError&) {
+      return;  // the next consume finds the connection broken and reconnects
+    }
+    if (stopping) return;
+    if (notified) {
+      metrics->Wakeup("notify");
+    } else if (ready == 0) {
+      metrics->Wakeup("poll");
+    }
+  }
+
+  // Runs the sql handler: the statement and the ack commit together, or neither does.
+  Result RunSql(db::Connection*& conn, std::unique_ptr<db::Connection>& owned, const Taken& t,
+                const std::string& statement) {
+    Result r{t, Outcome::Success(), 0, false, false};
+    if (!owned || !owned->IsOpen()) {
+      try {
+        owned = std::make_unique<db::Connection>(Options("sql"));
+        owned->Execute("configure session", "SET jit = off");
+      } catch (const db::DbError& e) {
+        owned.reset();
+        r.outcome = Outcome::Failure(std::string("sql handler cannot connect: ") + e.what());
+        return r;
+      }
+    }
+    conn = owned.get();
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(t.job.deadline - Clock::now());
+    if (left.count() <= 0) {
+      r.outcome = Outcome::Timeout("timeout: no time left to run the statement");
+      return r;
+    }
+    try {
+      conn->Execute("begin", "BEGIN");
+      conn->Query("statement timeout", "SELECT set_config('statement_timeout', $1, true)",
+                  {std::to_string(left.count())});
+    } catch (const db::DbError& e) {
+      r.outcome = Outcome::Failure(std::string("sql handler: ") + e.what());
+      return r;
+    }
+    try {
+      conn->Query("task statement", statement, {t.job.arguments});
+    } catch (const db::DbError& e) {
+      try {
+        if (conn->IsOpen()) conn->Execute("rollback", "ROLLBACK");
+      } catch (const db::DbError&) {
+      }
+      const std::string message = e.ServerMessage().empty() ? e.what() : e.ServerMessage();
+      r.outcome = e.SqlState() == "57014"
+                      ? Outcome::Timeout("timeout: " + message)
+                      : Outcome::Failure(message + " [SQLSTATE " + e.SqlState() + "]");
+      return r;
+    }
+    try {
+      conn->Query("ack", "SELECT jobs.ack($1::bigint, $2::int)",
+                  {std::to_string(t.job.id), std::to_string(t.job.attempt)});
+      conn->Execute("commit", "COMMIT");
+      r.acked_in_handler = true;
+    } catch (const db::DbError& e) {
+      try {
+        if (conn->IsOpen()) conn->Execute("rollback", "ROLLBACK");
+      } catch (const db::DbError&) {
+      }
+      if (e.SqlState() == "55000") {
+        r.late = true;  // reclaimed meanwhile: the work rolled back with the refused ack
+      } else if (e.CommitOutcomeUnknown()) {
+        // Never replay: if it committed the job is done, otherwise it expires and is retried.
+        logger.Warn("commit outcome unknown for a sql job", {{"job_id", std::to_string(t.job.id)}});
+        r.late = true;
+      } else {
+        r.outcome = Outcome::Failure(std::string("sql handler: ") + e.what());
+      }
+    }
+    return r;
+  }
+
+  void Execute() {
+    std::unique_ptr<db::Connection> sql_conn;
+    for (;;) {
+      Taken t;
+      {
+        std::unique_lock<std::mutex> lock(run_mutex);
+        run_cv.wait(lock, [this] { return !run_queue.empty() || stopping; });
+        if (run_queue.empty()) break;
+        t = std::move(run_queue.front());
+        run_queue.pop_front();
+      }
+      // At shutdown, the grace period caps every job's deadline.
+      const auto abort = Clock::time_point(Clock::duration(abort_at.load()));
+      if (abort < t.job.deadline) t.job.deadline = abort;
+      const auto start = Clock::now();
+      Result r{t, Outcome::Success(), 0, false, false};
+      auto task_config = config.tasks.find(t.job.task);
+      if (task_config != config.tasks.end() && !task_config->second.sql.empty() &&
+          !handlers_overridden.contains(t.job.task)) {
+        db::Connection* conn = nullptr;
+        r = RunSql(conn, sql_conn, t, task_config->second.sql);
+      } else {
+        try {
+          r.outcome = handlers.at(t.job.task)(t.job);
+        } catch (const std::exception& e) {
+          r.outcome = Outcome::Failure(std::string("handler threw: ") + e.what());
+        }
+      }
+      r.run_seconds = Since(start);
+      if (r.outcome.kind == Outcome::Kind::kSuccess && Clock::now() > t.job.deadline &&
+          !r.acked_in_handler) {
+        r.outcome = Outcome::Timeout("timeout: the handler returned after the job's timeout");
+      }
+      // A shutdown that arrived while the handler ran may have cut it short.
+      const auto abort_now = Clock::time_point(Clock::duration(abort_at.load()));
+      if (stopping && r.outcome.kind == Outcome::Kind::kTimeout && Clock::now() >= abort_now) {
+        r.outcome = Outcome::Failure(
+            "worker shut down: the job did not finish within the "
+            "shutdown grace period");
+      }
+      metrics->Busy(r.run_seconds);
+      metrics->InFlight(t.job.task, -1);
+      {
+        std::lock_guard<std::mutex> lock(done_mutex);
+        done_queue.push_back(std::move(r));
+      }
+      done_cv.notify_one();
+      {
+        std::lock_guard<std::mutex> lock(run_mutex);
+        ++free_slots;
+      }
+      run_cv.notify_all();
+    }
+  }
+
+  // Reports results in batches: one round trip acks and nacks everything that is ready.
+  void Complete() {
+    std::unique_ptr<db::Connection> conn;
+    std::deque<Result> batch;
+    for (;;) {
+      if (batch.empty()) {
+        std::unique_lock<std::mutex> lock(done_mutex);
+        done_cv.wait(lock, [this] { return !done_queue.empty() || executors_finished; });
+        if (done_queue.empty() && executors_finished) break;
+        while (!done_queue.empty() && batch.size() < 5000) {
+          batch.push_back(std::move(done_queue.front()));
+          done_queue.pop_front();
+        }
+      }
+      std::vector<long long> ack_ids, nack_ids;
+      std::vector<int> ack_attempts, nack_attempts;
+      std::vector<std::string> tracebacks;
+      for (const Result& r : batch) {
+        if (r.acked_in_handler || r.late) continue;
+        if (r.outcome.kind == Outcome::Kind::kSuccess) {
+          ack_ids.push_back(r.taken.job.id);
+          ack_attempts.push_back(r.taken.job.attempt);
+        } else {
+          nack_ids.push_back(r.taken.job.id);
+          nack_attempts.push_back(r.taken.job.attempt);
+          tracebacks.push_back(r.outcome.error);
+        }
+      }
+      std::set<long long> acked, nacked;
+      if (!ack_ids.empty() || !nack_ids.empty()) {
+        if (!conn) {
+          conn = ConnectWithRetry("completer");
+          if (!conn) {
+            // Stopping while the database is away: these attempts expire and are retried.
+            logger.Warn("results not reported; their jobs will expire and be retried",
+                        {{"jobs", std::to_string(batch.size())}});
+            batch.clear();
+            continue;
+          }
+        }
+        const auto start = Clock::now();
+        try {
+          db::Result rows = conn->Query(
+              "ack and nack",
+              "WITH a AS (SELECT job_id FROM jobs.ack($1::bigint[], $2::int[])), "
+              "n AS (SELECT job_id FROM jobs.nack($3::bigint[], $4::text[], NULL, $5::int[])) "
+              "SELECT true, job_id FROM a UNION ALL SELECT false, job_id FROM n",
+              {NumberArray(ack_ids), NumberArray(ack_attempts), NumberArray(nack_ids),
+               TextArray(tracebacks), NumberArray(nack_attempts)});
+          const double seconds = Since(start);
+          if (!ack_ids.empty()) metrics->DbCall("ack", seconds, false);
+          if (!nack_ids.empty()) metrics->DbCall("nack", seconds, false);
+          for (int i = 0; i < rows.Rows(); ++i) {
+            (rows.Text(i, 0) == "t" ? acked : nacked).insert(rows.Int(i, 1));
+          }
+          database_up = true;
+          metrics->DatabaseUp(true);
+        } catch (const db::DbError& e) {
+          const double seconds = Since(start);
+          if (!ack_ids.empty()) metrics->DbCall("ack", seconds, true);
+          if (!nack_ids.empty()) metrics->DbCall("nack", seconds, true);
+          logger.Warn("ack/nack failed, retrying", {{"err", e.what()}});
+          if (!conn->IsOpen()) {
+            database_up = false;
+            metrics->DatabaseUp(false);
+            conn.reset();
+          }
+          // Retrying is safe: a job already completed is not running any more, so a second
+          // call leaves it alone and it is not counted again.
+          std::this_thread::sleep_for(std::chrono::milliseconds(200));
+          continue;
+        }
+      }
+      for (const Result& r : batch) {
+        const std::string& task = r.taken.job.task;
+        const long long id = r.taken.job.id;
+        const bool confirmed =
+            r.acked_in_handler ||
+            (r.outcome.kind == Outcome::Kind::kSuccess ? acked.contains(id) : nacked.contains(id));
+        if (!confirmed) {
+          metrics->LateResult(task);
+          continue;
+        }
+        const bool success = r.outcome.kind == Outcome::Kind::kSuccess;
+        const bool dead = !success && r.taken.job.attempt > r.taken.max_retries;
+        const bool final = success || dead;
+        metrics->Finished(
+            task, r.outcome.kind, r.run_seconds, !success && !dead, dead,
+            final ? std::optional<double>(r.taken.since_publish + Since(r.taken.started))
+                  : std::nullopt);
+      }
+      batch.clear();
+    }
+  }
+
+  void Heartbeat() {
+    std::unique_ptr<db::Connection> conn;
+    while (!stopping) {
+      if (!Backoff(config.heartbeat_interval)) break;
+      if (worker_id == 0) continue;
+      const auto start = Clock::now();
+      try {
+        if (!conn) conn = std::make_unique<db::Connection>(Options("heartbeat"));
+        conn->Query("heartbeat", "SELECT jobs.heartbeat($1::bigint)",
+                    {std::to_string(worker_id.load())});
+        metrics->DbCall("heartbeat", Since(start), false);
+      } catch (const db::DbError& e) {
+        metrics->DbCall("heartbeat", Since(start), true);
+        if (conn && !conn->IsOpen()) conn.reset();
+      }
+    }
+    if (worker_id != 0) {
+      try {
+        if (!conn) conn = std::make_unique<db::Connection>(Options("heartbeat"));
+        conn->Query("unregister", "SELECT jobs.unregister_worker($1::bigint)",
+                    {std::to_string(worker_id.load())});
+      } catch (const db::DbError& e) {
+        logger.Warn("cannot unregister; the worker will show as stale", {{"err", e.what()}});
+      }
+    }
+  }
+
+  std::set<std::string> handlers_overridden;
+};
+
+Worker::Worker(WorkerConfig config, log::Logger& logger, std::string version)
+    : impl_(std::make_unique<Impl>(std::move(config), logger, std::move(version))) {
+  for (const auto& [task, t] : impl_->config.tasks) {
+    if (!t.command.empty()) {
+      impl_->handlers[task] = CommandHandler(t.command, &impl_->abort_at);
+    } else if (!t.http_url.empty()) {
+      std::vector<std::string> lines;
+      for (const auto& [name, value] : t.http_headers) lines.push_back(name + ": " + value);
+      impl_->handlers[task] = HttpHandler(t.http_url, lines);
+    } else {
+      impl_->handlers[task] = [](const Job&) { return Outcome::Success(); };  // sql: see RunSql
+    }
+  }
+}
+
+Worker::~Worker() = default;
+
+void Worker::Handle(const std::string& task, Handler handler) {
+  impl_->handlers[task] = std::move(handler);
+  impl_->handlers_overridden.insert(task);
+}
+
+std::vector<int> Worker::Ports() const {
+  return impl_->server ? impl_->server->Ports() : std::vector<int>{};
+}
+
+void Worker::Stop() {
+  if (impl_->stopping.exchange(true)) return;
+  impl_->abort_at = (Clock::now() + impl_->config.shutdown_grace).time_since_epoch().count();
+  impl_->Wake();
+  impl_->run_cv.notify_all();
+}
+
+void Worker::Run() {
+  Impl& w = *impl_;
+  if (w.handlers.empty()) {
+    throw Error(
+        "no tasks to run: configure tasks in the configuration file, or register "
+        "handlers with Worker::Handle()");
+  }
+  if (pipe2(w.wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0) throw Error("cannot create a pipe");
+  w.metrics = std::make_unique<WorkerMetrics>(w.config, w.Tasks(), w.version);
+  std::map<std::string, http::Handler> routes;
+  routes["/metrics"] = [&w](const http::Request&) {
+    return http::Response{200, http::kExpositionContentType, http::Serialize(w.metrics->Collect())};
+  };
+  routes["/"] = [](const http::Request&) {
+    return http::Response{200, "text/html; charset=utf-8",
+                          "<!DOCTYPE html><html><head><title>pgjobs worker</title></head><body>"
+                          "<h1>pgjobs worker</h1><ul><li><a href=\"/metrics\">/metrics</a></li>"
+                          "<li><a href=\"/-/healthy\">/-/healthy</a></li><li><a "
+                          "href=\"/-/ready\">/-/ready</a></li></ul></body></html>\n"};
+  };
+  routes["/-/healthy"] = [](const http::Request&) {
+    return http::Response{200, "text/plain; charset=utf-8", "Healthy\n"};
+  };
+  routes["/-/ready"] = [&w](const http::Request&) {
+    if (w.database_up && !w.stopping) {
+      return http::Response{200, "text/plain; charset=utf-8", "Ready\n"};
+    }
+    return http::Response{503, "text/plain; charset=utf-8",
+                          w.stopping ? "Stopping\n" : "Database unreachable\n"};
+  };
+  w.server = std::make_unique<http::Server>(
+      http::ServerOptions{.listen_addresses = w.config.listen_addresses, .basic_auth_users = {}},
+      routes);
+  std::string ports;
+  for (int port : w.server->Ports()) ports += (ports.empty() ? "" : ",") + std::to_string(port);
+  std::string tasks;
+  for (const auto& t : w.Tasks()) tasks += (tasks.empty() ? "" : ",") + t;
+  w.logger.Info(
+      "listening",
+      {{"ports", ports}, {"tasks", tasks}, {"concurrency", std::to_string(w.config.concurrency)}});
+
+  w.free_slots = w.config.concurrency;
+  std::vector<std::thread> executors;
+  for (int i = 0; i < w.config.concurrency; ++i) executors.emplace_back([&w] { w.Execute(); });
+  std::thread completer([&w] { w.Complete(); });
+  std::thread heartbeat([&w] { w.Heartbeat(); });
+  w.Dispatch();  // returns when stopping
+
+  w.logger.Info("stopping: draining jobs in flight",
+                {{"grace", std::to_string(w.config.shutdown_grace.count()) + "ms"}});
+  for (auto& t : executors) t.join();
+  {
+    std::lock_guard<std::mutex> lock(w.done_mutex);
+    w.executors_finished = true;
+  }
+  w.done_cv.notify_all();
+  completer.join();
+  heartbeat.join();
+  w.server.reset();
+  close(w.wake_pipe[0]);
+  close(w.wake_pipe[1]);
+  w.logger.Info("stopped");
+}
+
+}  // namespace pgjobs::worker
