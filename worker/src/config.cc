@@ -61,6 +61,7 @@ WorkerConfig ParseWorkerConfig(const std::string& text, const std::string& file,
     c.name = w->String("name").value_or(c.name);
     c.concurrency = static_cast<int>(w->Integer("concurrency", 1, 10000).value_or(c.concurrency));
     c.batch_size = static_cast<int>(w->Integer("batch_size", 0, 10000).value_or(c.batch_size));
+    c.prefetch = static_cast<int>(w->Integer("prefetch", 0, 100000).value_or(c.prefetch));
     c.shutdown_grace = w->Duration("shutdown_grace").value_or(c.shutdown_grace);
     c.poll_interval = w->Duration("poll_interval").value_or(c.poll_interval);
     c.heartbeat_interval = w->Duration("heartbeat_interval").value_or(c.heartbeat_interval);

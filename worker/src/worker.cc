@@ -144,7 +144,9 @@ struct Worker::Impl {
         conn = ConnectWithRetry("dispatcher");
         if (!conn) break;
         try {
-          conn->Execute("listen", "LISTEN jobs");
+          // consume's commit need not wait for the WAL flush: if a crash loses it, its jobs are
+          // simply still pending, and the acks of those lost attempts are refused.
+          conn->Execute("listen", "SET synchronous_commit = off; LISTEN jobs");
           conn->Prepare("consume",
                         "SELECT job_id, task, coalesce(arguments::text, 'null'), attempts, "
                         "max_retries, timeout::float8, "
@@ -173,8 +175,13 @@ struct Worker::Impl {
       }
       int want = 0;
       {
+        // With prefetch, wait until half the capacity is free, so that batches stay large.
+        const int capacity = config.concurrency + config.prefetch;
+        const int threshold = config.prefetch > 0 ? std::max(1, capacity / 2) : 1;
         std::unique_lock<std::mutex> lock(run_mutex);
-        run_cv.wait(lock, [this] { return stopping || free_slots > 0; });
+        run_cv.wait(lock, [this, threshold, capacity] {
+          return stopping || free_slots >= threshold || (free_slots > 0 && free_slots == capacity);
+        });
         if (stopping) break;
         want = config.batch_size > 0 ? std::min(free_slots, config.batch_size) : free_slots;
       }
@@ -566,7 +573,7 @@ void Worker::Run() {
       "listening",
       {{"ports", ports}, {"tasks", tasks}, {"concurrency", std::to_string(w.config.concurrency)}});
 
-  w.free_slots = w.config.concurrency;
+  w.free_slots = w.config.concurrency + w.config.prefetch;
   std::vector<std::thread> executors;
   for (int i = 0; i < w.config.concurrency; ++i) executors.emplace_back([&w] { w.Execute(); });
   std::thread completer([&w] { w.Complete(); });

@@ -35,6 +35,9 @@ struct WorkerConfig {
   int concurrency = 16;
   /// Jobs taken per consume call at most (0: as many as there are free slots).
   int batch_size = 0;
+  /// Jobs taken ahead of free slots, so that fast handlers get large consume batches. A
+  /// prefetched job is running in the database (its timeout runs) while it waits for a slot.
+  int prefetch = 0;
   std::chrono::milliseconds shutdown_grace{30000};
   /// Fallback poll when no NOTIFY arrives.
   std::chrono::milliseconds poll_interval{5000};
