@@ -9,6 +9,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "pgjobs/config/command_line.h"
 #include "pgjobs/db/dsn.h"
 #include "pgjobs/exporter/config.h"
 #include "pgjobs/exporter/exporter.h"
@@ -47,21 +48,6 @@ struct Flags {
   std::string log_format = "logfmt";
 };
 
-// Accepts "--name=value" and "--name value".
-bool TakeValue(int argc, char** argv, int& i, const std::string& name, std::string& out) {
-  const std::string arg = argv[i];
-  if (arg == name) {
-    if (i + 1 >= argc) throw pgjobs::Error(name + " needs a value");
-    out = argv[++i];
-    return true;
-  }
-  if (arg.starts_with(name + "=")) {
-    out = arg.substr(name.size() + 1);
-    return true;
-  }
-  return false;
-}
-
 Flags ParseFlags(int argc, char** argv) {
   Flags f;
   for (int i = 1; i < argc; ++i) {
@@ -75,12 +61,14 @@ Flags ParseFlags(int argc, char** argv) {
       std::exit(0);
     } else if (arg == "--config.check") {
       f.config_check = true;
-    } else if (TakeValue(argc, argv, i, "--config.file", f.config_file) ||
-               TakeValue(argc, argv, i, "--web.telemetry-path", f.telemetry_path) ||
-               TakeValue(argc, argv, i, "--web.config.file", f.web_config_file) ||
-               TakeValue(argc, argv, i, "--log.level", f.log_level) ||
-               TakeValue(argc, argv, i, "--log.format", f.log_format)) {
-    } else if (TakeValue(argc, argv, i, "--web.listen-address", value)) {
+    } else if (pgjobs::config::TakeFlagValue(argc, argv, i, "--config.file", f.config_file) ||
+               pgjobs::config::TakeFlagValue(argc, argv, i, "--web.telemetry-path",
+                                             f.telemetry_path) ||
+               pgjobs::config::TakeFlagValue(argc, argv, i, "--web.config.file",
+                                             f.web_config_file) ||
+               pgjobs::config::TakeFlagValue(argc, argv, i, "--log.level", f.log_level) ||
+               pgjobs::config::TakeFlagValue(argc, argv, i, "--log.format", f.log_format)) {
+    } else if (pgjobs::config::TakeFlagValue(argc, argv, i, "--web.listen-address", value)) {
       f.listen_addresses.push_back(value);
     } else {
       throw pgjobs::Error("unknown flag '" + arg + "' (see --help)");
@@ -89,25 +77,13 @@ Flags ParseFlags(int argc, char** argv) {
   return f;
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw pgjobs::Error(path + ": cannot read: " + std::strerror(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::optional<std::string> Env(const std::string& name) {
-  const char* value = std::getenv(name.c_str());
-  return value != nullptr ? std::optional<std::string>(value) : std::nullopt;
-}
-
 // The configuration from the file (if any), then flags, then PGJOBS_DSN for a missing DSN.
 ExporterConfig LoadConfig(const Flags& flags) {
   ExporterConfig config;
   if (!flags.config_file.empty()) {
     config =
-        pgjobs::exporter::ParseExporterConfig(ReadFile(flags.config_file), flags.config_file, Env);
+        pgjobs::exporter::ParseExporterConfig(pgjobs::config::ReadConfigFile(flags.config_file),
+                                              flags.config_file, pgjobs::config::ProcessEnv);
   }
   if (!flags.listen_addresses.empty()) {
     for (const auto& a : flags.listen_addresses) {
@@ -127,7 +103,7 @@ ExporterConfig LoadConfig(const Flags& flags) {
     }
     config.telemetry_path = flags.telemetry_path;
   }
-  if (config.dsn.empty()) config.dsn = Env("PGJOBS_DSN").value_or("");
+  if (config.dsn.empty()) config.dsn = pgjobs::config::ProcessEnv("PGJOBS_DSN").value_or("");
   if (config.dsn.empty()) {
     throw pgjobs::Error("no database given: set database.dsn in --config.file or PGJOBS_DSN");
   }
@@ -173,7 +149,8 @@ int main(int argc, char** argv) {
     pgjobs::log::ParseFormat(flags.log_format);
     config = LoadConfig(flags);
     if (!flags.web_config_file.empty()) {
-      web = pgjobs::http::ParseWebConfig(ReadFile(flags.web_config_file), flags.web_config_file);
+      web = pgjobs::http::ParseWebConfig(pgjobs::config::ReadConfigFile(flags.web_config_file),
+                                         flags.web_config_file);
     }
   } catch (const pgjobs::Error& e) {
     std::cerr << "jobs-exporter: " << e.what() << "\n";

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <thread>
 
+#include "pgjobs/config/command_line.h"
 #include "pgjobs/db/dsn.h"
 #include "pgjobs/http/server.h"
 #include "pgjobs/worker/config.h"
@@ -40,20 +41,6 @@ struct Flags {
   std::string dsn;
 };
 
-bool TakeValue(int argc, char** argv, int& i, const std::string& name, std::string& out) {
-  const std::string arg = argv[i];
-  if (arg == name) {
-    if (i + 1 >= argc) throw pgjobs::Error(name + " needs a value");
-    out = argv[++i];
-    return true;
-  }
-  if (arg.starts_with(name + "=")) {
-    out = arg.substr(name.size() + 1);
-    return true;
-  }
-  return false;
-}
-
 Flags ParseFlags(int argc, char** argv) {
   Flags f;
   for (int i = 1; i < argc; ++i) {
@@ -66,10 +53,11 @@ Flags ParseFlags(int argc, char** argv) {
       std::exit(0);
     } else if (arg == "--config.check") {
       f.config_check = true;
-    } else if (TakeValue(argc, argv, i, "--config.file", f.config_file) ||
-               TakeValue(argc, argv, i, "--web.listen-address", f.listen_address) ||
-               TakeValue(argc, argv, i, "--log.level", f.log_level) ||
-               TakeValue(argc, argv, i, "--log.format", f.log_format)) {
+    } else if (pgjobs::config::TakeFlagValue(argc, argv, i, "--config.file", f.config_file) ||
+               pgjobs::config::TakeFlagValue(argc, argv, i, "--web.listen-address",
+                                             f.listen_address) ||
+               pgjobs::config::TakeFlagValue(argc, argv, i, "--log.level", f.log_level) ||
+               pgjobs::config::TakeFlagValue(argc, argv, i, "--log.format", f.log_format)) {
     } else if (arg.starts_with("-")) {
       throw pgjobs::Error("unknown flag '" + arg + "' (see --help)");
     } else if (!f.dsn.empty()) {
@@ -82,26 +70,14 @@ Flags ParseFlags(int argc, char** argv) {
   return f;
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw pgjobs::Error(path + ": cannot read: " + std::strerror(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::optional<std::string> Env(const std::string& name) {
-  const char* value = std::getenv(name.c_str());
-  return value != nullptr ? std::optional<std::string>(value) : std::nullopt;
-}
-
 pgjobs::worker::WorkerConfig LoadConfig(const Flags& flags) {
   pgjobs::worker::WorkerConfig config;
   if (!flags.config_file.empty()) {
-    config = pgjobs::worker::ParseWorkerConfig(ReadFile(flags.config_file), flags.config_file, Env);
+    config = pgjobs::worker::ParseWorkerConfig(pgjobs::config::ReadConfigFile(flags.config_file),
+                                               flags.config_file, pgjobs::config::ProcessEnv);
   }
   if (!flags.dsn.empty()) config.dsn = flags.dsn;
-  if (config.dsn.empty()) config.dsn = Env("PGJOBS_DSN").value_or("");
+  if (config.dsn.empty()) config.dsn = pgjobs::config::ProcessEnv("PGJOBS_DSN").value_or("");
   if (config.dsn.empty()) {
     throw pgjobs::Error(
         "no database given: pass a DSN, set database.dsn in --config.file, or "

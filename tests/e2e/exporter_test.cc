@@ -13,6 +13,7 @@
 #include "pgjobs/db/connection.h"
 #include "tests/harness/background_process.h"
 #include "tests/harness/http_client.h"
+#include "tests/harness/metrics_text.h"
 #include "tests/harness/pg_cluster.h"
 #include "tests/harness/process.h"
 
@@ -23,18 +24,6 @@ const std::string kBin = PGJOBS_EXPORTER_BIN;
 const std::string kTestdata = PGJOBS_TESTDATA_DIR;
 
 using Clock = std::chrono::steady_clock;
-
-// "name{labels}" -> value, from the text exposition format.
-std::map<std::string, double> ParseMetrics(const std::string& text) {
-  std::map<std::string, double> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (line.empty() || line[0] == '#') continue;
-    const size_t space = line.rfind(' ');
-    out[line.substr(0, space)] = std::stod(line.substr(space + 1));
-  }
-  return out;
-}
 
 std::string WriteFile(const std::string& dir, const std::string& name, const std::string& text) {
   const std::string path = dir + "/" + name;

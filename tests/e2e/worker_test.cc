@@ -11,6 +11,7 @@
 #include "pgjobs/db/connection.h"
 #include "tests/harness/background_process.h"
 #include "tests/harness/http_client.h"
+#include "tests/harness/metrics_text.h"
 #include "tests/harness/pg_cluster.h"
 #include "tests/harness/process.h"
 
@@ -20,17 +21,6 @@ namespace {
 const std::string kBin = PGJOBS_WORKER_BIN;
 const std::string kTestdata = PGJOBS_TESTDATA_DIR;
 using Clock = std::chrono::steady_clock;
-
-std::map<std::string, double> ParseMetrics(const std::string& text) {
-  std::map<std::string, double> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (line.empty() || line[0] == '#') continue;
-    const size_t space = line.rfind(' ');
-    out[line.substr(0, space)] = std::stod(line.substr(space + 1));
-  }
-  return out;
-}
 
 class WorkerTest : public ::testing::Test {
  protected:

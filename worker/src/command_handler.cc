@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "pgjobs/log/logger.h"
+
 namespace pgjobs::worker {
 
 std::string Tail(const std::string& text, size_t bytes) {
@@ -120,23 +122,6 @@ size_t Collect(char* data, size_t size, size_t count, void* out) {
   return size * count;
 }
 
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
 Outcome Post(const std::string& url, const std::vector<std::string>& headers, const Job& job) {
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                         job.deadline - std::chrono::steady_clock::now())
@@ -145,7 +130,7 @@ Outcome Post(const std::string& url, const std::vector<std::string>& headers, co
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return Outcome::Failure("cannot create an HTTP client");
   const std::string body =
-      "{\"job_id\":" + std::to_string(job.id) + ",\"task\":" + JsonString(job.task) +
+      "{\"job_id\":" + std::to_string(job.id) + ",\"task\":" + log::JsonQuote(job.task) +
       ",\"attempt\":" + std::to_string(job.attempt) + ",\"arguments\":" + job.arguments + "}";
   curl_slist* list = curl_slist_append(nullptr, "Content-Type: application/json");
   for (const std::string& h : headers) list = curl_slist_append(list, h.c_str());

@@ -56,7 +56,9 @@ std::string LogfmtValue(std::string_view value) {
   return out + "\"";
 }
 
-std::string JsonString(std::string_view value) {
+}  // namespace
+
+std::string JsonQuote(std::string_view value) {
   std::string out = "\"";
   for (char c : value) {
     switch (c) {
@@ -85,8 +87,6 @@ std::string JsonString(std::string_view value) {
   return out + "\"";
 }
 
-}  // namespace
-
 Level ParseLevel(std::string_view text) {
   for (Level l : {Level::kDebug, Level::kInfo, Level::kWarn, Level::kError}) {
     if (text == LevelName(l)) return l;
@@ -105,9 +105,9 @@ std::string FormatLine(Format format, std::chrono::system_clock::time_point at, 
                        std::string_view message, const Fields& fields) {
   std::string line;
   if (format == Format::kJson) {
-    line = "{\"ts\":" + JsonString(Timestamp(at)) + ",\"level\":" + JsonString(LevelName(level)) +
-           ",\"msg\":" + JsonString(message);
-    for (const auto& [key, value] : fields) line += "," + JsonString(key) + ":" + JsonString(value);
+    line = "{\"ts\":" + JsonQuote(Timestamp(at)) + ",\"level\":" + JsonQuote(LevelName(level)) +
+           ",\"msg\":" + JsonQuote(message);
+    for (const auto& [key, value] : fields) line += "," + JsonQuote(key) + ":" + JsonQuote(value);
     return line + "}";
   }
   line = "ts=" + Timestamp(at) + " level=" + LevelName(level) + " msg=" + LogfmtValue(message);

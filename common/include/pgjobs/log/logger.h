@@ -18,6 +18,9 @@ Level ParseLevel(std::string_view text);
 /// Parses "logfmt" or "json"; throws pgjobs::Error naming the bad value.
 Format ParseFormat(std::string_view text);
 
+/// `value` as a JSON string literal, quotes included; pure.
+std::string JsonQuote(std::string_view value);
+
 using Fields = std::vector<std::pair<std::string, std::string>>;
 
 /// One log line, without the newline, in the given format. Pure.
