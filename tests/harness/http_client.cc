@@ -56,6 +56,19 @@ HttpResponse HttpRaw(int port, const std::string& raw, int timeout_ms) {
     response.headers[name] = line.substr(line.find_first_not_of(' ', colon + 1));
   }
   response.body = data.substr(header_end + 4);
+  if (response.headers["transfer-encoding"] == "chunked") {
+    std::string decoded;
+    size_t pos = 0;
+    while (pos < response.body.size()) {
+      const size_t line_end = response.body.find("\r\n", pos);
+      if (line_end == std::string::npos) break;
+      const size_t size = std::stoul(response.body.substr(pos, line_end - pos), nullptr, 16);
+      if (size == 0) break;
+      decoded += response.body.substr(line_end + 2, size);
+      pos = line_end + 2 + size + 2;
+    }
+    response.body = decoded;
+  }
   return response;
 }
 

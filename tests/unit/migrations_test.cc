@@ -16,6 +16,7 @@ TEST(BundledMigrations, AreNumberedFromOneWithoutGaps) {
   EXPECT_EQ(migrations[0].name, "queue");
   EXPECT_EQ(migrations[1].name, "stats");
   EXPECT_EQ(migrations[2].name, "workers");
+  EXPECT_EQ(migrations[3].name, "next_due");
 }
 
 TEST(BundledMigrations, NeverManageTheirOwnTransaction) {

@@ -153,6 +153,7 @@ struct Worker::Impl {
                         "extract(epoch FROM started_at - scheduled_at)::float8, "
                         "extract(epoch FROM started_at - published_at)::float8 "
                         "FROM jobs.consume($1::int, $2::varchar[], $3::bigint)");
+          conn->Prepare("next due", "SELECT jobs.seconds_until_next_due($1::varchar[])");
           if (worker_id == 0) {
             char host[256] = {0};
             gethostname(host, sizeof host - 1);
@@ -228,14 +229,26 @@ struct Worker::Impl {
         }
         run_cv.notify_all();
       }
-      if (rows.Rows() < want) Idle(*conn);
+      if (rows.Rows() < want) Idle(*conn, tasks);
     }
   }
 
-  // Waits for a NOTIFY, the poll interval, or Stop(); counts the wakeup's source.
-  void Idle(db::Connection& conn) {
+  // Waits for a NOTIFY, the next scheduled job or retry of our tasks, the poll interval, or
+  // Stop(); counts the wakeup's source (a timer is a "poll").
+  void Idle(db::Connection& conn, const std::string& tasks) {
+    long long timeout_ms = config.poll_interval.count();
+    try {
+      db::Result due = conn.QueryPrepared("next due", {tasks});
+      if (!due.IsNull(0, 0)) {
+        const double ms = due.Double(0, 0) * 1000.0;
+        if (ms <= 0) return;  // already runnable
+        timeout_ms = std::min(timeout_ms, static_cast<long long>(ms) + 1);
+      }
+    } catch (const db::DbError&) {
+      return;  // the next consume finds the connection broken and reconnects
+    }
     pollfd fds[2] = {{conn.Socket(), POLLIN, 0}, {wake_pipe[0], POLLIN, 0}};
-    const int ready = poll(fds, 2, static_cast<int>(config.poll_interval.count()));
+    const int ready = poll(fds, 2, static_cast<int>(timeout_ms));
     if (fds[1].revents & POLLIN) {
       char buf[64];
       (void)!read(wake_pipe[0], buf, sizeof buf);
