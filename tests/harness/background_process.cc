@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,8 +19,12 @@ BackgroundProcess::BackgroundProcess(const std::vector<std::string>& argv,
   char path[] = "/tmp/pgjobs-proc-XXXXXX";
   const int fd = mkstemp(path);
   log_path_ = path;
+  const pid_t parent = getpid();
   pid_ = fork();
   if (pid_ == 0) {
+    // Die with the test process, even when it is killed before its destructors run.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(1);
     dup2(fd, 1);
     dup2(fd, 2);
     const int null_fd = open("/dev/null", O_RDONLY);
