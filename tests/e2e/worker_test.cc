@@ -314,6 +314,23 @@ tasks:
   EXPECT_GE(Metrics()["pgjobs_worker_wakeups_total{source=\"notify\"}"], 1);
 }
 
+TEST_F(WorkerTest, RetriesAndScheduledJobsRunWhenDueWithoutWaitingForThePoll) {
+  Start(R"yaml(
+worker: {concurrency: 2, poll_interval: 60s}
+tasks:
+  flaky: {command: ["/bin/sh", "-c", "test $PGJOBS_ATTEMPT -ge 2"]}
+  later: {command: ["/bin/sh", "-c", "true"]}
+)yaml");
+  const auto start = Clock::now();
+  Sql("SELECT jobs.publish('flaky', i_max_retries => 1);"
+      "SELECT jobs.publish('later', i_scheduled_at => clock_timestamp() + interval '1.5 s')");
+  // The retry is due 2 s after the first failure and the scheduled job after 1.5 s; neither is
+  // announced by a NOTIFY, and the poll is a minute away.
+  WaitFor("SELECT count(*) FROM jobs.job WHERE status = 'success'", 2, 10);
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 6.0);
+  EXPECT_EQ(Int("SELECT attempts FROM jobs.job WHERE task = 'flaky'"), 2);
+}
+
 struct BadConfig {
   std::string file;
   std::string message;

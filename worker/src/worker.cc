@@ -460,6 +460,7 @@ struct Worker::Impl {
           continue;
         }
       }
+      bool retried = false;
       for (const Result& r : batch) {
         const std::string& task = r.taken.job.task;
         const long long id = r.taken.job.id;
@@ -477,7 +478,11 @@ struct Worker::Impl {
             task, r.outcome.kind, r.run_seconds, !success && !dead, dead,
             final ? std::optional<double>(r.taken.since_publish + Since(r.taken.started))
                   : std::nullopt);
+        if (!success && !dead) retried = true;
       }
+      // A retry went back to the queue and nothing announces it: have an idle dispatcher
+      // recompute when its next job is due.
+      if (retried) Wake();
       batch.clear();
     }
   }
