@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -43,7 +44,11 @@ class ExporterTest : public ::testing::Test {
     conn_.emplace(db::ConnectOptions{.dsn = dsn_});
     dir_ = TempDir();
   }
-  void TearDown() override { exporter_.reset(); }
+  void TearDown() override {
+    exporter_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
 
   // Starts jobs-exporter with `config` (YAML; the DSN is added) and extra flags.
   void Start(const std::string& config = "", const std::vector<std::string>& flags = {}) {

@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -30,7 +31,11 @@ class WorkerTest : public ::testing::Test {
     char tmpl[] = "/tmp/pgjobs-worker-test-XXXXXX";
     dir_ = mkdtemp(tmpl);
   }
-  void TearDown() override { worker_.reset(); }
+  void TearDown() override {
+    worker_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
 
   // Starts jobs-worker with `body` (YAML after the database section).
   void Start(const std::string& body) {

@@ -2,6 +2,7 @@
 // and every query valid PromQL (checked by promtool as recording rules).
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -89,6 +90,8 @@ TEST_P(DashboardTest, EveryQueryParsesAsPromQL) {
   EXPECT_NE(r.out.find("SUCCESS: " + std::to_string(Queries(d).size()) + " rules found"),
             std::string::npos)
       << r.out;
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
 }
 
 INSTANTIATE_TEST_SUITE_P(Dashboards, DashboardTest,
