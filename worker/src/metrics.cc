@@ -21,50 +21,53 @@ const char* OutcomeName(Outcome::Kind kind) {
 
 WorkerMetrics::WorkerMetrics(const WorkerConfig& config, const std::vector<std::string>& tasks,
                              const std::string& version)
-    : enabled_(config.metrics_enabled),
-      registry_(std::make_shared<prometheus::Registry>()),
-      config_(config) {
+    : enabled_(config.metrics_enabled), registry_(std::make_shared<prometheus::Registry>()) {
   using prometheus::BuildCounter;
   using prometheus::BuildGauge;
   using prometheus::BuildHistogram;
-  jobs_ = &BuildCounter()
-               .Name("pgjobs_worker_jobs_total")
-               .Help("Jobs this worker finished, by outcome (success, failure, timeout).")
-               .Register(*registry_);
-  duration_ = &BuildHistogram()
-                   .Name("pgjobs_worker_job_duration_seconds")
-                   .Help("Seconds handlers ran, by outcome.")
-                   .Register(*registry_);
-  wait_ = &BuildHistogram()
-               .Name("pgjobs_worker_job_wait_seconds")
-               .Help(
-                   "Pickup latency: seconds from when the attempt became runnable to its "
-                   "start, on the database's clock.")
-               .Register(*registry_);
-  end_to_end_ = &BuildHistogram()
-                     .Name("pgjobs_worker_job_end_to_end_seconds")
-                     .Help("Seconds from publish to the job's final outcome, retries included.")
-                     .Register(*registry_);
-  retries_ = &BuildCounter()
-                  .Name("pgjobs_worker_job_retries_total")
-                  .Help("Failed or timed-out attempts that went back to the queue for a retry.")
-                  .Register(*registry_);
-  dead_ = &BuildCounter()
-               .Name("pgjobs_worker_jobs_dead_total")
-               .Help("Jobs that failed for good: their retries were exhausted.")
-               .Register(*registry_);
-  timeouts_ = &BuildCounter()
-                   .Name("pgjobs_worker_job_timeouts_total")
-                   .Help("Attempts stopped at the job's timeout.")
-                   .Register(*registry_);
-  late_ = &BuildCounter()
-               .Name("pgjobs_worker_late_results_total")
-               .Help("Results refused because the attempt had expired and been reclaimed.")
-               .Register(*registry_);
-  in_flight_ = &BuildGauge()
-                    .Name("pgjobs_worker_jobs_in_flight")
-                    .Help("Jobs whose handler is running now.")
-                    .Register(*registry_);
+  auto* jobs_family =
+      &BuildCounter()
+           .Name("pgjobs_worker_jobs_total")
+           .Help("Jobs this worker finished, by outcome (success, failure, timeout).")
+           .Register(*registry_);
+  auto* duration_family = &BuildHistogram()
+                               .Name("pgjobs_worker_job_duration_seconds")
+                               .Help("Seconds handlers ran, by outcome.")
+                               .Register(*registry_);
+  auto* wait_family =
+      &BuildHistogram()
+           .Name("pgjobs_worker_job_wait_seconds")
+           .Help(
+               "Pickup latency: seconds from when the attempt became runnable to its "
+               "start, on the database's clock.")
+           .Register(*registry_);
+  auto* end_to_end_family =
+      &BuildHistogram()
+           .Name("pgjobs_worker_job_end_to_end_seconds")
+           .Help("Seconds from publish to the job's final outcome, retries included.")
+           .Register(*registry_);
+  auto* retries_family =
+      &BuildCounter()
+           .Name("pgjobs_worker_job_retries_total")
+           .Help("Failed or timed-out attempts that went back to the queue for a retry.")
+           .Register(*registry_);
+  auto* dead_family = &BuildCounter()
+                           .Name("pgjobs_worker_jobs_dead_total")
+                           .Help("Jobs that failed for good: their retries were exhausted.")
+                           .Register(*registry_);
+  auto* timeouts_family = &BuildCounter()
+                               .Name("pgjobs_worker_job_timeouts_total")
+                               .Help("Attempts stopped at the job's timeout.")
+                               .Register(*registry_);
+  auto* late_family =
+      &BuildCounter()
+           .Name("pgjobs_worker_late_results_total")
+           .Help("Results refused because the attempt had expired and been reclaimed.")
+           .Register(*registry_);
+  auto* in_flight_family = &BuildGauge()
+                                .Name("pgjobs_worker_jobs_in_flight")
+                                .Help("Jobs whose handler is running now.")
+                                .Register(*registry_);
   BuildGauge()
       .Name("pgjobs_worker_concurrency")
       .Help("Jobs this worker runs at once at most.")
@@ -78,23 +81,24 @@ WorkerMetrics::WorkerMetrics(const WorkerConfig& config, const std::vector<std::
                    "pgjobs_worker_concurrency for saturation.")
                .Register(*registry_)
                .Add({});
-  db_duration_ = &BuildHistogram()
-                      .Name("pgjobs_worker_db_call_duration_seconds")
-                      .Help("Seconds database calls took, by call.")
-                      .Register(*registry_);
-  db_errors_ = &BuildCounter()
-                    .Name("pgjobs_worker_db_errors_total")
-                    .Help("Database calls that failed, by call.")
-                    .Register(*registry_);
+  auto* db_duration_family = &BuildHistogram()
+                                  .Name("pgjobs_worker_db_call_duration_seconds")
+                                  .Help("Seconds database calls took, by call.")
+                                  .Register(*registry_);
+  auto* db_errors_family = &BuildCounter()
+                                .Name("pgjobs_worker_db_errors_total")
+                                .Help("Database calls that failed, by call.")
+                                .Register(*registry_);
   database_up_ = &BuildGauge()
                       .Name("pgjobs_worker_database_up")
                       .Help("Whether the last database call succeeded.")
                       .Register(*registry_)
                       .Add({});
-  wakeups_ = &BuildCounter()
-                  .Name("pgjobs_worker_wakeups_total")
-                  .Help("Times the idle worker woke to look for jobs, by source (notify, poll).")
-                  .Register(*registry_);
+  auto* wakeups_family =
+      &BuildCounter()
+           .Name("pgjobs_worker_wakeups_total")
+           .Help("Times the idle worker woke to look for jobs, by source (notify, poll).")
+           .Register(*registry_);
   last_finished_ = &BuildGauge()
                         .Name("pgjobs_worker_last_job_finished_timestamp_seconds")
                         .Help("Unix time of the last job this worker finished.")
@@ -110,75 +114,86 @@ WorkerMetrics::WorkerMetrics(const WorkerConfig& config, const std::vector<std::
   // Every series at 0 from the start, so that rates and alerts see them before the first job.
   for (const std::string& task : tasks) {
     auto it = config.tasks.find(task);
-    duration_buckets_[task] = it != config.tasks.end() && !it->second.duration_buckets.empty()
-                                  ? it->second.duration_buckets
-                                  : config.duration_buckets;
+    const std::vector<double>& duration_buckets =
+        it != config.tasks.end() && !it->second.duration_buckets.empty()
+            ? it->second.duration_buckets
+            : config.duration_buckets;
+    TaskSeries series{};
     for (auto kind : {Outcome::Kind::kSuccess, Outcome::Kind::kFailure, Outcome::Kind::kTimeout}) {
-      jobs_->Add({{"task", task}, {"outcome", OutcomeName(kind)}});
-      duration_->Add({{"task", task}, {"outcome", OutcomeName(kind)}},
-                     prometheus::Histogram::BucketBoundaries(duration_buckets_[task]));
+      const prometheus::Labels labels{{"task", task}, {"outcome", OutcomeName(kind)}};
+      series.jobs[static_cast<size_t>(kind)] = &jobs_family->Add(labels);
+      series.duration[static_cast<size_t>(kind)] = &duration_family->Add(labels, duration_buckets);
     }
-    wait_->Add({{"task", task}}, prometheus::Histogram::BucketBoundaries(config.wait_buckets));
-    end_to_end_->Add({{"task", task}},
-                     prometheus::Histogram::BucketBoundaries(config.end_to_end_buckets));
-    retries_->Add({{"task", task}});
-    dead_->Add({{"task", task}});
-    timeouts_->Add({{"task", task}});
-    late_->Add({{"task", task}});
-    in_flight_->Add({{"task", task}});
+    series.wait = &wait_family->Add({{"task", task}}, config.wait_buckets);
+    series.end_to_end = &end_to_end_family->Add({{"task", task}}, config.end_to_end_buckets);
+    series.retries = &retries_family->Add({{"task", task}});
+    series.dead = &dead_family->Add({{"task", task}});
+    series.timeouts = &timeouts_family->Add({{"task", task}});
+    series.late = &late_family->Add({{"task", task}});
+    series.in_flight = &in_flight_family->Add({{"task", task}});
+    tasks_.emplace(task, series);
   }
   for (const char* call : {"consume", "ack", "nack", "heartbeat"}) {
-    db_duration_->Add({{"call", call}}, prometheus::Histogram::BucketBoundaries{
-                                            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                            0.25, 0.5, 1, 2.5, 5});
-    db_errors_->Add({{"call", call}});
+    db_calls_[call] = {&db_duration_family->Add({{"call", call}},
+                                                prometheus::Histogram::BucketBoundaries{
+                                                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                    0.1, 0.25, 0.5, 1, 2.5, 5}),
+                       &db_errors_family->Add({{"call", call}})};
   }
-  for (const char* source : {"notify", "poll"}) wakeups_->Add({{"source", source}});
+  for (const char* source : {"notify", "poll"}) {
+    wakeups_[source] = &wakeups_family->Add({{"source", source}});
+  }
+}
+
+const WorkerMetrics::TaskSeries* WorkerMetrics::Series(const std::string& task) const {
+  auto it = tasks_.find(task);
+  return it != tasks_.end() ? &it->second : nullptr;
 }
 
 void WorkerMetrics::Started(const std::string& task, double wait_seconds) {
   if (!enabled_) return;
-  wait_->Add({{"task", task}}, prometheus::Histogram::BucketBoundaries(config_.wait_buckets))
-      .Observe(wait_seconds);
+  if (const TaskSeries* series = Series(task)) series->wait->Observe(wait_seconds);
 }
 
 void WorkerMetrics::Finished(const std::string& task, Outcome::Kind kind, double run_seconds,
                              bool retried, bool dead, std::optional<double> end_to_end) {
   if (!enabled_) return;
-  const prometheus::Labels labels{{"task", task}, {"outcome", OutcomeName(kind)}};
-  jobs_->Add(labels).Increment();
-  duration_->Add(labels, prometheus::Histogram::BucketBoundaries(duration_buckets_[task]))
-      .Observe(run_seconds);
-  if (kind == Outcome::Kind::kTimeout) timeouts_->Add({{"task", task}}).Increment();
-  if (retried) retries_->Add({{"task", task}}).Increment();
-  if (dead) dead_->Add({{"task", task}}).Increment();
-  if (end_to_end) {
-    end_to_end_
-        ->Add({{"task", task}}, prometheus::Histogram::BucketBoundaries(config_.end_to_end_buckets))
-        .Observe(*end_to_end);
-  }
+  const TaskSeries* series = Series(task);
+  if (series == nullptr) return;
+  series->jobs[static_cast<size_t>(kind)]->Increment();
+  series->duration[static_cast<size_t>(kind)]->Observe(run_seconds);
+  if (kind == Outcome::Kind::kTimeout) series->timeouts->Increment();
+  if (retried) series->retries->Increment();
+  if (dead) series->dead->Increment();
+  if (end_to_end) series->end_to_end->Observe(*end_to_end);
   last_finished_->Set(
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
 void WorkerMetrics::LateResult(const std::string& task) {
-  if (enabled_) late_->Add({{"task", task}}).Increment();
+  if (!enabled_) return;
+  if (const TaskSeries* series = Series(task)) series->late->Increment();
 }
 
 void WorkerMetrics::DbCall(const std::string& call, double seconds, bool failed) {
   if (!enabled_) return;
-  db_duration_->Add({{"call", call}}, prometheus::Histogram::BucketBoundaries{}).Observe(seconds);
-  if (failed) db_errors_->Add({{"call", call}}).Increment();
+  auto it = db_calls_.find(call);
+  if (it == db_calls_.end()) return;
+  it->second.first->Observe(seconds);
+  if (failed) it->second.second->Increment();
 }
 
 void WorkerMetrics::DatabaseUp(bool up) { database_up_->Set(up ? 1 : 0); }
 
 void WorkerMetrics::Wakeup(const std::string& source) {
-  if (enabled_) wakeups_->Add({{"source", source}}).Increment();
+  if (!enabled_) return;
+  auto it = wakeups_.find(source);
+  if (it != wakeups_.end()) it->second->Increment();
 }
 
 void WorkerMetrics::InFlight(const std::string& task, double delta) {
-  if (enabled_) in_flight_->Add({{"task", task}}).Increment(delta);
+  if (!enabled_) return;
+  if (const TaskSeries* series = Series(task)) series->in_flight->Increment(delta);
 }
 
 void WorkerMetrics::Busy(double seconds) {

@@ -5,6 +5,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <array>
 #include <map>
 #include <memory>
 #include <string>
@@ -43,25 +44,31 @@ class WorkerMetrics {
   http::Families Collect() const;
 
  private:
+  // Every series of one task, resolved once at construction: the per-job calls then cost one
+  // map lookup, not a label hash, a family lock and a bucket copy per metric.
+  struct TaskSeries {
+    std::array<prometheus::Counter*, 3> jobs;        // by Outcome::Kind
+    std::array<prometheus::Histogram*, 3> duration;  // by Outcome::Kind
+    prometheus::Histogram* wait;
+    prometheus::Histogram* end_to_end;
+    prometheus::Counter* retries;
+    prometheus::Counter* dead;
+    prometheus::Counter* timeouts;
+    prometheus::Counter* late;
+    prometheus::Gauge* in_flight;
+  };
+  // The series of `task`, or null for a task the worker was not built with. Read-only after
+  // construction, so safe from every thread.
+  const TaskSeries* Series(const std::string& task) const;
+
   bool enabled_;
   std::shared_ptr<prometheus::Registry> registry_;
-  prometheus::Family<prometheus::Counter>* jobs_;
-  prometheus::Family<prometheus::Histogram>* duration_;
-  prometheus::Family<prometheus::Histogram>* wait_;
-  prometheus::Family<prometheus::Histogram>* end_to_end_;
-  prometheus::Family<prometheus::Counter>* retries_;
-  prometheus::Family<prometheus::Counter>* dead_;
-  prometheus::Family<prometheus::Counter>* timeouts_;
-  prometheus::Family<prometheus::Counter>* late_;
-  prometheus::Family<prometheus::Gauge>* in_flight_;
-  prometheus::Family<prometheus::Histogram>* db_duration_;
-  prometheus::Family<prometheus::Counter>* db_errors_;
-  prometheus::Family<prometheus::Counter>* wakeups_;
+  std::map<std::string, TaskSeries> tasks_;
+  std::map<std::string, std::pair<prometheus::Histogram*, prometheus::Counter*>> db_calls_;
+  std::map<std::string, prometheus::Counter*> wakeups_;
   prometheus::Gauge* database_up_;
   prometheus::Counter* busy_;
   prometheus::Gauge* last_finished_;
-  std::map<std::string, std::vector<double>> duration_buckets_;  // per task
-  WorkerConfig config_;
 };
 
 }  // namespace pgjobs::worker
