@@ -17,6 +17,7 @@ TEST(BundledMigrations, AreNumberedFromOneWithoutGaps) {
   EXPECT_EQ(migrations[1].name, "stats");
   EXPECT_EQ(migrations[2].name, "workers");
   EXPECT_EQ(migrations[3].name, "next_due");
+  EXPECT_EQ(migrations[4].name, "lean_hot_path");
 }
 
 TEST(BundledMigrations, NeverManageTheirOwnTransaction) {
