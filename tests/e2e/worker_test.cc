@@ -161,6 +161,68 @@ tasks:
   EXPECT_EQ(m["pgjobs_worker_jobs_total{outcome=\"failure\",task=\"broken\"}"], 1);
 }
 
+// Batched sql jobs share transactions; a failing or timed-out job is rolled back to its own
+// savepoint and nacked, and every other job's work commits exactly once with its ack.
+TEST_F(WorkerTest, SqlBatchesShareACommitAndAFailureRollsBackOnlyItsJob) {
+  Sql("CREATE TABLE results (n int, tx bigint); GRANT ALL ON results TO PUBLIC");
+  Start(R"yaml(
+worker: {concurrency: 2, prefetch: 100}
+tasks:
+  record:
+    sql: "INSERT INTO results SELECT n, txid_current() FROM (SELECT ($1::jsonb->>'n')::int AS n) j WHERE 100 / (n % 7) > 0 AND (n <> 50 OR pg_sleep(3) IS NOT NULL)"
+    batch: 16
+)yaml");
+  // Multiples of 7 divide by zero; job 50 outlives its 1 s timeout.
+  Sql("SELECT jobs.publish('record', jsonb_build_object('n', i), i_max_retries => 0, "
+      "i_timeout => CASE WHEN i = 50 THEN 1 ELSE 60 END) FROM generate_series(1, 200) i");
+  WaitFor("SELECT count(*) FROM jobs.job", 200);
+  const long long failures = 200 / 7;
+  EXPECT_EQ(Int("SELECT count(*) FROM results"), 200 - failures - 1);
+  EXPECT_EQ(Int("SELECT count(DISTINCT n) FROM results"), 200 - failures - 1);
+  EXPECT_EQ(Int("SELECT count(*) FROM results WHERE n % 7 = 0 OR n = 50"), 0);
+  EXPECT_LT(Int("SELECT count(DISTINCT tx) FROM results"), 200 / 4) << "jobs shared commits";
+  EXPECT_EQ(Int("SELECT count(*) FROM jobs.job WHERE status = 'success'"), 200 - failures - 1);
+  EXPECT_EQ(Text("SELECT tracebacks->0->>'error' FROM jobs.job WHERE arguments->>'n' = '14'"),
+            "division by zero [SQLSTATE 22012]");
+  EXPECT_EQ(Text("SELECT tracebacks->0->>'error' FROM jobs.job WHERE arguments->>'n' = '50'"),
+            "timeout: canceling statement due to statement timeout");
+  auto m = Metrics();
+  EXPECT_EQ(m["pgjobs_worker_jobs_total{outcome=\"success\",task=\"record\"}"], 200 - failures - 1);
+  EXPECT_EQ(m["pgjobs_worker_jobs_total{outcome=\"failure\",task=\"record\"}"], failures);
+  EXPECT_EQ(m["pgjobs_worker_jobs_total{outcome=\"timeout\",task=\"record\"}"], 1);
+}
+
+// A worker killed in the middle of batched sql work: what committed stays done exactly once,
+// the rest expires and is redone by the next worker.
+TEST_F(WorkerTest, SqlBatchesAreExactlyOnceAcrossAKill) {
+  Sql("CREATE TABLE results (n int); GRANT ALL ON results TO PUBLIC");
+  const std::string config = R"yaml(
+worker: {concurrency: 2, prefetch: 50, poll_interval: 100ms}
+tasks:
+  record:
+    sql: "INSERT INTO results SELECT ($1::jsonb->>'n')::int FROM pg_sleep(0.002)"
+    batch: 8
+)yaml";
+  Start(config);
+  Sql("SELECT jobs.publish('record', jsonb_build_object('n', i), i_timeout => 1) "
+      "FROM generate_series(1, 600) i");
+  WaitFor("SELECT least(count(*), 100) FROM jobs.job", 100);
+  worker_->Signal(SIGKILL);
+  worker_->Wait();
+  ASSERT_LT(Int("SELECT count(*) FROM jobs.job"), 600) << "killed too late to prove anything";
+  Start(config);
+  const auto deadline = Clock::now() + std::chrono::seconds(40);
+  while (Int("SELECT count(*) FROM jobs.job") < 600 && Clock::now() < deadline) {
+    // Attempts cut off by the kill expire after 1 s; skip their retry backoff.
+    Sql("UPDATE jobs.job_queue SET scheduled_at = clock_timestamp() WHERE status = 'pending' "
+        "AND attempts > 0");
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_EQ(Int("SELECT count(*) FROM jobs.job WHERE status = 'success'"), 600);
+  EXPECT_EQ(Int("SELECT count(*) FROM results"), 600);
+  EXPECT_EQ(Int("SELECT count(DISTINCT n) FROM results"), 600);
+}
+
 // A hook endpoint: /ok answers 204 and records the body, /fail 503, /slow after 1.5 s.
 constexpr const char* kHookServer = R"py(
 import http.server, sys, time
@@ -350,6 +412,8 @@ TEST(WorkerConfigCheck, BadConfigsAreRefusedWordForWordBeforeTouchingTheQueue) {
       {"bad_listen.yaml",
        ":2:11: metrics.listen: listen address '127.0.0.1': expected HOST:PORT "
        "or :PORT"},
+      {"batch_not_sql.yaml",
+       ":4:12: tasks.email.batch: only sql tasks run in batches; remove it or give sql"},
       {"bad_concurrency.yaml",
        ":2:16: worker.concurrency: expected an integer from 1 to 10000, got 0"},
   };

@@ -3,7 +3,7 @@
 //   find_package(pgjobs REQUIRED)
 //   target_link_libraries(my_worker PRIVATE pgjobs::worker)
 //
-// usage: noop_worker_example DSN [CONCURRENCY] [PORT] [metrics:on|off] [PREFETCH]
+// usage: noop_worker_example DSN [CONCURRENCY] [PORT] [metrics:on|off] [PREFETCH] [BATCH]
 // Runs the task "bench.noop", whose handler returns at once; stops on SIGTERM or SIGINT.
 #include <signal.h>
 
@@ -14,7 +14,7 @@
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::cerr << "usage: noop_worker_example DSN [CONCURRENCY] [PORT] [on|off] [PREFETCH]\n";
+    std::cerr << "usage: noop_worker_example DSN [CONCURRENCY] [PORT] [on|off] [PREFETCH] [BATCH]\n";
     return 2;
   }
   pgjobs::worker::WorkerConfig config;
@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   config.listen_addresses = {"127.0.0.1:" + std::string(argc > 3 ? argv[3] : "0")};
   config.metrics_enabled = !(argc > 4 && std::string(argv[4]) == "off");
   config.prefetch = argc > 5 ? std::stoi(argv[5]) : 0;
+  config.batch_size = argc > 6 ? std::stoi(argv[6]) : 0;
   config.poll_interval = std::chrono::milliseconds(1000);
 
   sigset_t signals;

@@ -36,6 +36,10 @@ TaskConfig ParseTask(config::MapReader& m) {
     http->Finish();
     ++kinds;
   }
+  if (auto batch = m.Integer("batch", 1, 1000)) {
+    if (t.sql.empty()) m.Fail("batch", "only sql tasks run in batches; remove it or give sql");
+    t.sql_batch = static_cast<int>(*batch);
+  }
   if (auto buckets = m.Map("buckets")) {
     t.duration_buckets = buckets->AscendingNumbers("duration_seconds").value_or(t.duration_buckets);
     buckets->Finish();

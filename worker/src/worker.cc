@@ -80,9 +80,12 @@ struct Worker::Impl {
   std::atomic<Clock::rep> abort_at{Clock::time_point::max().time_since_epoch().count()};
   int wake_pipe[2] = {-1, -1};
 
-  // Jobs taken, waiting for an executor; slots free for the dispatcher to fill.
+  // Jobs taken, waiting for an executor; slots free for the dispatcher to fill. Executors wait on
+  // work_cv and the dispatcher on slots_cv, so that neither wakes the other needlessly: on this
+  // path a wakeup costs more than a no-op job.
   std::mutex run_mutex;
-  std::condition_variable run_cv;
+  std::condition_variable work_cv;
+  std::condition_variable slots_cv;
   std::deque<Taken> run_queue;
   int free_slots = 0;
   int executors_running = 0;
@@ -107,7 +110,7 @@ struct Worker::Impl {
   // Waits up to `delay` or until stopping; false when stopping.
   bool Backoff(std::chrono::milliseconds delay) {
     std::unique_lock<std::mutex> lock(run_mutex);
-    run_cv.wait_for(lock, delay, [this] { return stopping.load(); });
+    slots_cv.wait_for(lock, delay, [this] { return stopping.load(); });
     return !stopping;
   }
 
@@ -132,6 +135,14 @@ struct Worker::Impl {
     std::vector<std::string> tasks;
     for (const auto& [task, unused] : handlers) tasks.push_back(task);
     return tasks;
+  }
+
+  // Whether the dispatcher should consume now; run_mutex must be held. With prefetch, it waits
+  // until half the capacity is free, so that batches stay large.
+  bool MayConsume() const {
+    const int capacity = config.concurrency + config.prefetch;
+    const int threshold = config.prefetch > 0 ? std::max(1, capacity / 2) : 1;
+    return free_slots >= threshold || (free_slots > 0 && free_slots == capacity);
   }
 
   // The dispatcher: registers, listens for NOTIFY jobs, and fills free slots.
@@ -176,13 +187,8 @@ struct Worker::Impl {
       }
       int want = 0;
       {
-        // With prefetch, wait until half the capacity is free, so that batches stay large.
-        const int capacity = config.concurrency + config.prefetch;
-        const int threshold = config.prefetch > 0 ? std::max(1, capacity / 2) : 1;
         std::unique_lock<std::mutex> lock(run_mutex);
-        run_cv.wait(lock, [this, threshold, capacity] {
-          return stopping || free_slots >= threshold || (free_slots > 0 && free_slots == capacity);
-        });
+        slots_cv.wait(lock, [this] { return stopping || MayConsume(); });
         if (stopping) break;
         want = config.batch_size > 0 ? std::min(free_slots, config.batch_size) : free_slots;
       }
@@ -208,10 +214,11 @@ struct Worker::Impl {
         continue;
       }
       if (rows.Rows() > 0) {
-        std::lock_guard<std::mutex> lock(run_mutex);
+        // Parsed outside the lock, so that executors keep running meanwhile.
+        std::vector<Taken> taken(rows.Rows());
         const auto now = Clock::now();
         for (int i = 0; i < rows.Rows(); ++i) {
-          Taken t;
+          Taken& t = taken[i];
           t.job.id = rows.Int(i, 0);
           t.job.task = rows.Text(i, 1);
           t.job.arguments = rows.Text(i, 2);
@@ -224,10 +231,17 @@ struct Worker::Impl {
           t.started = now;
           metrics->Started(t.job.task, rows.Double(i, 6));
           metrics->InFlight(t.job.task, 1);
-          run_queue.push_back(std::move(t));
-          --free_slots;
         }
-        run_cv.notify_all();
+        {
+          std::lock_guard<std::mutex> lock(run_mutex);
+          for (Taken& t : taken) run_queue.push_back(std::move(t));
+          free_slots -= static_cast<int>(taken.size());
+        }
+        if (taken.size() == 1) {
+          work_cv.notify_one();
+        } else {
+          work_cv.notify_all();
+        }
       }
       if (rows.Rows() < want) Idle(*conn, tasks);
     }
@@ -267,124 +281,255 @@ struct Worker::Impl {
     }
   }
 
-  // Runs the sql handler: the statement and the ack commit together, or neither does.
-  Result RunSql(db::Connection*& conn, std::unique_ptr<db::Connection>& owned, const Taken& t,
+  // The session the sql handler runs in, (re)connected when needed; nullptr with `error` set when
+  // the database cannot be reached.
+  db::Connection* SqlSession(std::unique_ptr<db::Connection>& owned, std::string& error) {
+    if (owned && owned->IsOpen()) return owned.get();
+    try {
+      owned = std::make_unique<db::Connection>(Options("sql"));
+      owned->Execute("configure session", "SET jit = off");
+      return owned.get();
+    } catch (const db::DbError& e) {
+      owned.reset();
+      error = std::string("sql handler cannot connect: ") + e.what();
+      return nullptr;
+    }
+  }
+
+  static long long MillisecondsLeft(const Taken& t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t.job.deadline - Clock::now())
+        .count();
+  }
+
+  // What a failed task statement or ack means for its job.
+  static void Failed(Result& r, const db::DbError& e, bool in_statement) {
+    if (!in_statement && e.SqlState() == "55000") {
+      r.late = true;  // reclaimed meanwhile: the work rolled back with the refused ack
+      return;
+    }
+    const std::string message = e.ServerMessage().empty() ? e.what() : e.ServerMessage();
+    if (e.SqlState() == "57014") {
+      r.outcome = Outcome::Timeout("timeout: " + message);
+    } else if (in_statement) {
+      r.outcome = Outcome::Failure(message + " [SQLSTATE " + e.SqlState() + "]");
+    } else {
+      r.outcome = Outcome::Failure(std::string("sql handler: ") + e.what());
+    }
+  }
+
+  // Runs the sql handler for one job: the timeout, the statement and the ack go in one round
+  // trip and commit together, or none does.
+  Result RunSql(std::unique_ptr<db::Connection>& owned, const Taken& t,
                 const std::string& statement) {
     Result r{t, Outcome::Success(), 0, false, false};
-    if (!owned || !owned->IsOpen()) {
-      try {
-        owned = std::make_unique<db::Connection>(Options("sql"));
-        owned->Execute("configure session", "SET jit = off");
-      } catch (const db::DbError& e) {
-        owned.reset();
-        r.outcome = Outcome::Failure(std::string("sql handler cannot connect: ") + e.what());
-        return r;
-      }
+    std::string error;
+    db::Connection* conn = SqlSession(owned, error);
+    if (conn == nullptr) {
+      r.outcome = Outcome::Failure(error);
+      return r;
     }
-    conn = owned.get();
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(t.job.deadline - Clock::now());
-    if (left.count() <= 0) {
+    const long long left = MillisecondsLeft(t);
+    if (left <= 0) {
       r.outcome = Outcome::Timeout("timeout: no time left to run the statement");
       return r;
     }
     try {
-      conn->Execute("begin", "BEGIN");
-      conn->Query("statement timeout", "SELECT set_config('statement_timeout', $1, true)",
-                  {std::to_string(left.count())});
-    } catch (const db::DbError& e) {
-      r.outcome = Outcome::Failure(std::string("sql handler: ") + e.what());
-      return r;
-    }
-    try {
-      conn->Query("task statement", statement, {t.job.arguments});
-    } catch (const db::DbError& e) {
-      try {
-        if (conn->IsOpen()) conn->Execute("rollback", "ROLLBACK");
-      } catch (const db::DbError&) {
-      }
-      const std::string message = e.ServerMessage().empty() ? e.what() : e.ServerMessage();
-      r.outcome = e.SqlState() == "57014"
-                      ? Outcome::Timeout("timeout: " + message)
-                      : Outcome::Failure(message + " [SQLSTATE " + e.SqlState() + "]");
-      return r;
-    }
-    try {
-      conn->Query("ack", "SELECT jobs.ack($1::bigint, $2::int)",
-                  {std::to_string(t.job.id), std::to_string(t.job.attempt)});
-      conn->Execute("commit", "COMMIT");
+      conn->RunInOneTransaction({{"statement timeout",
+                                  "SELECT set_config('statement_timeout', $1, true)",
+                                  {std::to_string(left)}},
+                                 {"task statement", statement, {t.job.arguments}},
+                                 {"ack",
+                                  "SELECT jobs.ack($1::bigint, $2::int)",
+                                  {std::to_string(t.job.id), std::to_string(t.job.attempt)}}});
       r.acked_in_handler = true;
     } catch (const db::DbError& e) {
-      try {
-        if (conn->IsOpen()) conn->Execute("rollback", "ROLLBACK");
-      } catch (const db::DbError&) {
-      }
-      if (e.SqlState() == "55000") {
-        r.late = true;  // reclaimed meanwhile: the work rolled back with the refused ack
-      } else if (e.CommitOutcomeUnknown()) {
+      if (e.CommitOutcomeUnknown()) {
         // Never replay: if it committed the job is done, otherwise it expires and is retried.
-        logger.Warn("commit outcome unknown for a sql job", {{"job_id", std::to_string(t.job.id)}});
+        logger.Warn("connection lost before a sql job's outcome was known",
+                    {{"job_id", std::to_string(t.job.id)}, {"err", e.what()}});
         r.late = true;
       } else {
-        r.outcome = Outcome::Failure(std::string("sql handler: ") + e.what());
+        Failed(r, e, e.Statement() == "task statement");
       }
     }
     return r;
   }
 
+  // Runs several sql jobs of one task in one transaction, so that they share one commit: each
+  // job's statement and ack run in a savepoint of their own, so a job that fails is rolled back
+  // alone and the others go on. One round trip when nothing fails, plus one per failure.
+  std::vector<Result> RunSqlBatch(std::unique_ptr<db::Connection>& owned,
+                                  const std::vector<Taken>& jobs, const std::string& statement) {
+    std::vector<Result> results;
+    for (const Taken& t : jobs) results.push_back(Result{t, Outcome::Success(), 0, false, false});
+    std::string error;
+    db::Connection* conn = SqlSession(owned, error);
+    if (conn == nullptr) {
+      for (Result& r : results) r.outcome = Outcome::Failure(error);
+      return results;
+    }
+    constexpr size_t kNoJob = static_cast<size_t>(-1);
+    std::vector<size_t> held;  // jobs whose work and ack are done, waiting for the commit
+    size_t next = 0;           // the first job not sent yet
+    bool after_failure = false;
+    for (;;) {
+      std::vector<db::Statement> statements;
+      std::vector<size_t> owner;  // the job of each statement, or kNoJob
+      std::vector<size_t> sent;
+      auto add = [&](size_t job, std::string name, std::string sql, db::Params params = {}) {
+        statements.push_back({std::move(name), std::move(sql), std::move(params)});
+        owner.push_back(job);
+      };
+      if (after_failure) {
+        add(kNoJob, "rollback to savepoint", "ROLLBACK TO SAVEPOINT job");
+        add(kNoJob, "release savepoint", "RELEASE SAVEPOINT job");
+      } else {
+        add(kNoJob, "begin", "BEGIN");
+      }
+      for (; next < jobs.size(); ++next) {
+        const Taken& t = jobs[next];
+        const long long left = MillisecondsLeft(t);
+        if (left <= 0) {
+          results[next].outcome = Outcome::Timeout("timeout: no time left to run the statement");
+          continue;
+        }
+        add(next, "savepoint", "SAVEPOINT job");
+        add(next, "statement timeout", "SELECT set_config('statement_timeout', $1, true)",
+            {std::to_string(left)});
+        add(next, "task statement", statement, {t.job.arguments});
+        add(next, "ack", "SELECT jobs.ack($1::bigint, $2::int)",
+            {std::to_string(t.job.id), std::to_string(t.job.attempt)});
+        add(next, "release savepoint", "RELEASE SAVEPOINT job");
+        sent.push_back(next);
+      }
+      add(kNoJob, "commit", "COMMIT");
+      db::PipelineOutcome out;
+      try {
+        out = conn->RunPipeline(statements);
+      } catch (const db::DbError& e) {
+        // Lost with the commit in flight: never replay. What committed is done; the rest expires
+        // and is retried.
+        logger.Warn("connection lost before a sql batch's outcome was known",
+                    {{"jobs", std::to_string(held.size() + sent.size())}, {"err", e.what()}});
+        for (size_t j : held) results[j].late = true;
+        for (size_t j : sent) results[j].late = true;
+        return results;
+      }
+      if (!out.failed) {
+        for (size_t j : held) results[j].acked_in_handler = true;
+        for (size_t j : sent) results[j].acked_in_handler = true;
+        return results;
+      }
+      const size_t failed_job = owner[*out.failed];
+      if (failed_job == kNoJob) {
+        // BEGIN, the savepoint rollback or COMMIT failed: nothing of this transaction committed.
+        try {
+          if (conn->IsOpen()) conn->Execute("rollback", "ROLLBACK");
+        } catch (const db::DbError&) {
+        }
+        for (size_t j : held) results[j].outcome = Outcome::Failure(out.error->what());
+        for (size_t j : sent) results[j].outcome = Outcome::Failure(out.error->what());
+        return results;
+      }
+      for (size_t j : sent) {
+        if (j < failed_job) held.push_back(j);
+      }
+      Failed(results[failed_job], *out.error, out.error->Statement() == "task statement");
+      if (results[failed_job].outcome.kind == Outcome::Kind::kSuccess &&
+          !results[failed_job].late) {
+        results[failed_job].outcome = Outcome::Failure(out.error->what());  // savepoint, release
+      }
+      next = failed_job + 1;
+      after_failure = true;
+    }
+  }
+
+  // The sql statement of `task`, when the sql handler runs it (not a C++ handler registered
+  // over it); nullptr otherwise.
+  const TaskConfig* SqlTask(const std::string& task) const {
+    auto found = config.tasks.find(task);
+    if (found == config.tasks.end() || found->second.sql.empty() ||
+        handlers_overridden.contains(task)) {
+      return nullptr;
+    }
+    return &found->second;
+  }
+
   void Execute() {
     std::unique_ptr<db::Connection> sql_conn;
     for (;;) {
-      Taken t;
+      std::vector<Taken> jobs;
+      const TaskConfig* sql = nullptr;
       {
         std::unique_lock<std::mutex> lock(run_mutex);
-        run_cv.wait(lock, [this] { return !run_queue.empty() || stopping; });
+        work_cv.wait(lock, [this] { return !run_queue.empty() || stopping; });
         if (run_queue.empty()) break;
-        t = std::move(run_queue.front());
+        jobs.push_back(std::move(run_queue.front()));
         run_queue.pop_front();
+        sql = SqlTask(jobs.front().job.task);
+        // A batched sql task takes the other jobs of its task that are waiting.
+        const size_t batch = sql != nullptr ? static_cast<size_t>(sql->sql_batch) : 1;
+        for (auto it = run_queue.begin(); it != run_queue.end() && jobs.size() < batch;) {
+          if (it->job.task == jobs.front().job.task) {
+            jobs.push_back(std::move(*it));
+            it = run_queue.erase(it);
+          } else {
+            ++it;
+          }
+        }
       }
       // At shutdown, the grace period caps every job's deadline.
       const auto abort = Clock::time_point(Clock::duration(abort_at.load()));
-      if (abort < t.job.deadline) t.job.deadline = abort;
+      for (Taken& t : jobs) t.job.deadline = std::min(t.job.deadline, abort);
       const auto start = Clock::now();
-      Result r{t, Outcome::Success(), 0, false, false};
-      auto task_config = config.tasks.find(t.job.task);
-      if (task_config != config.tasks.end() && !task_config->second.sql.empty() &&
-          !handlers_overridden.contains(t.job.task)) {
-        db::Connection* conn = nullptr;
-        r = RunSql(conn, sql_conn, t, task_config->second.sql);
+      std::vector<Result> results;
+      if (sql != nullptr && jobs.size() > 1) {
+        results = RunSqlBatch(sql_conn, jobs, sql->sql);
+      } else if (sql != nullptr) {
+        results.push_back(RunSql(sql_conn, jobs.front(), sql->sql));
       } else {
+        Result r{jobs.front(), Outcome::Success(), 0, false, false};
         try {
-          r.outcome = handlers.at(t.job.task)(t.job);
+          r.outcome = handlers.at(r.taken.job.task)(r.taken.job);
         } catch (const std::exception& e) {
           r.outcome = Outcome::Failure(std::string("handler threw: ") + e.what());
         }
+        results.push_back(std::move(r));
       }
-      r.run_seconds = Since(start);
-      if (r.outcome.kind == Outcome::Kind::kSuccess && Clock::now() > t.job.deadline &&
-          !r.acked_in_handler) {
-        r.outcome = Outcome::Timeout("timeout: the handler returned after the job's timeout");
-      }
-      // A shutdown that arrived while the handler ran may have cut it short.
-      const auto abort_now = Clock::time_point(Clock::duration(abort_at.load()));
-      if (stopping && r.outcome.kind == Outcome::Kind::kTimeout && Clock::now() >= abort_now) {
-        r.outcome = Outcome::Failure(
-            "worker shut down: the job did not finish within the "
-            "shutdown grace period");
-      }
-      metrics->Busy(r.run_seconds);
-      metrics->InFlight(t.job.task, -1);
-      {
-        std::lock_guard<std::mutex> lock(done_mutex);
-        done_queue.push_back(std::move(r));
-      }
-      done_cv.notify_one();
-      {
-        std::lock_guard<std::mutex> lock(run_mutex);
-        ++free_slots;
-      }
-      run_cv.notify_all();
+      // A batch's jobs ran for the whole transaction; the executor was busy once.
+      const double seconds = Since(start);
+      for (Result& r : results) Finish(std::move(r), seconds, seconds / results.size());
     }
+  }
+
+  // Hands a job's result to the completer and frees its slot.
+  void Finish(Result r, double run_seconds, double busy_seconds) {
+    r.run_seconds = run_seconds;
+    if (r.outcome.kind == Outcome::Kind::kSuccess && Clock::now() > r.taken.job.deadline &&
+        !r.acked_in_handler && !r.late) {
+      r.outcome = Outcome::Timeout("timeout: the handler returned after the job's timeout");
+    }
+    // A shutdown that arrived while the handler ran may have cut it short.
+    const auto abort_now = Clock::time_point(Clock::duration(abort_at.load()));
+    if (stopping && r.outcome.kind == Outcome::Kind::kTimeout && Clock::now() >= abort_now) {
+      r.outcome = Outcome::Failure(
+          "worker shut down: the job did not finish within the "
+          "shutdown grace period");
+    }
+    metrics->Busy(busy_seconds);
+    metrics->InFlight(r.taken.job.task, -1);
+    {
+      std::lock_guard<std::mutex> lock(done_mutex);
+      done_queue.push_back(std::move(r));
+    }
+    done_cv.notify_one();
+    bool wake_dispatcher = false;
+    {
+      std::lock_guard<std::mutex> lock(run_mutex);
+      ++free_slots;
+      wake_dispatcher = MayConsume();
+    }
+    if (wake_dispatcher) slots_cv.notify_one();
   }
 
   // Reports results in batches: one round trip acks and nacks everything that is ready.
@@ -547,7 +692,8 @@ void Worker::Stop() {
   if (impl_->stopping.exchange(true)) return;
   impl_->abort_at = (Clock::now() + impl_->config.shutdown_grace).time_since_epoch().count();
   impl_->Wake();
-  impl_->run_cv.notify_all();
+  impl_->work_cv.notify_all();
+  impl_->slots_cv.notify_all();
 }
 
 void Worker::Run() {

@@ -114,7 +114,9 @@ struct Connection::Impl {
 
   // Turns a failed result (or none) into a DbError: "<statement>: <message> (<detail>) hint:
   // <hint> [SQLSTATE xxxxx]". Consumes `result`.
-  [[noreturn]] void Fail(std::string_view name, PGresult* result) {
+  [[noreturn]] void Fail(std::string_view name, PGresult* result) { throw ErrorOf(name, result); }
+
+  DbError ErrorOf(std::string_view name, PGresult* result) {
     std::string sqlstate;
     std::string primary;
     std::string message;
@@ -137,7 +139,8 @@ struct Connection::Impl {
     }
     if (primary.empty()) message = TrimmedError(conn);
     if (PQstatus(conn) == CONNECTION_BAD) broken = true;
-    throw DbError(std::string(name) + ": " + message, sqlstate, std::string(name), broken, primary);
+    return DbError(std::string(name) + ": " + message, sqlstate, std::string(name), broken,
+                   primary);
   }
 
   Result Check(std::string_view name, PGresult* result) {
@@ -228,6 +231,75 @@ Result Connection::QueryPrepared(const std::string& name, const Params& params) 
   return impl_->Check(name,
                       PQexecPrepared(impl_->conn, name.c_str(), static_cast<int>(params.size()),
                                      arrays.values.data(), nullptr, nullptr, 0));
+}
+
+PipelineOutcome Connection::RunPipeline(const std::vector<Statement>& statements) {
+  PGconn* conn = impl_->conn;
+  PipelineOutcome outcome;
+  if (statements.empty()) return outcome;
+  if (PQenterPipelineMode(conn) == 0) impl_->Fail(statements.front().name, nullptr);
+  for (const Statement& s : statements) {
+    ParamArrays arrays(s.params);
+    if (PQsendQueryParams(conn, s.sql.c_str(), static_cast<int>(s.params.size()), nullptr,
+                          arrays.values.data(), nullptr, nullptr, 0) == 0) {
+      impl_->broken = true;  // a pipeline that cannot be sent cannot be resumed either
+      impl_->Fail(s.name, nullptr);
+    }
+  }
+  if (PQpipelineSync(conn) == 0) {
+    impl_->broken = true;
+    impl_->Fail("commit", nullptr);
+  }
+  outcome.results.resize(statements.size());
+  PGresult* failed = nullptr;
+  PGresult* lost = nullptr;
+  bool connection_lost = false;
+  // Each statement's results end with a null; the sync point's own result ends them all.
+  for (size_t index = 0;;) {
+    PGresult* r = PQgetResult(conn);
+    if (r == nullptr) {
+      if (PQstatus(conn) == CONNECTION_BAD || ++index > statements.size()) {
+        connection_lost = true;
+        break;
+      }
+      continue;
+    }
+    const ExecStatusType status = PQresultStatus(r);
+    if (status == PGRES_PIPELINE_SYNC) {
+      PQclear(r);
+      break;
+    }
+    if ((status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) && index < statements.size()) {
+      outcome.results[index] = Result(std::make_shared<const Result::Impl>(r));
+    } else if (status == PGRES_PIPELINE_ABORTED || status == PGRES_TUPLES_OK ||
+               status == PGRES_COMMAND_OK) {
+      PQclear(r);  // skipped after an earlier failure
+    } else if (PQstatus(conn) == CONNECTION_BAD) {
+      lost = r;
+      connection_lost = true;
+      break;
+    } else if (failed == nullptr) {
+      failed = r;
+      outcome.failed = std::min(index, statements.size() - 1);
+    } else {
+      PQclear(r);
+    }
+  }
+  if (connection_lost) {
+    // The sync point may or may not have committed: report it as the commit that failed.
+    if (failed != nullptr) PQclear(failed);
+    impl_->broken = true;
+    impl_->Fail("commit", lost);
+  }
+  PQexitPipelineMode(conn);
+  if (failed != nullptr) outcome.error = impl_->ErrorOf(statements[*outcome.failed].name, failed);
+  return outcome;
+}
+
+std::vector<Result> Connection::RunInOneTransaction(const std::vector<Statement>& statements) {
+  PipelineOutcome outcome = RunPipeline(statements);
+  if (outcome.error) throw *outcome.error;
+  return std::move(outcome.results);
 }
 
 void Connection::Cancel() noexcept {

@@ -44,6 +44,22 @@ class Result {
   std::shared_ptr<const Impl> impl_;
 };
 
+/// One statement of Connection::RunInOneTransaction. `name` is what errors call it.
+struct Statement {
+  std::string name;
+  std::string sql;
+  Params params;
+};
+
+/// What Connection::RunPipeline did: one Result per statement that succeeded, and the first
+/// failure. The statements after a failure, up to the end of the pipeline, were skipped.
+struct PipelineOutcome {
+  std::vector<Result> results;
+  /// The index of the statement that failed, if one did.
+  std::optional<size_t> failed;
+  std::optional<DbError> error;
+};
+
 /// A notification received on a LISTENed channel.
 struct Notification {
   std::string channel;
@@ -83,6 +99,17 @@ class Connection {
   void Prepare(const std::string& name, const std::string& sql);
   /// Runs a statement prepared with Prepare().
   Result QueryPrepared(const std::string& name, const Params& params = {});
+
+  /// Runs `statements` as one transaction in one round trip (libpq pipeline mode): they commit
+  /// together when the last one succeeds, or none does. Returns one Result per statement; throws
+  /// the first failure as a DbError naming its statement. A connection lost once the statements
+  /// were sent is reported as statement "commit", so that CommitOutcomeUnknown() is true.
+  std::vector<Result> RunInOneTransaction(const std::vector<Statement>& statements);
+  /// Sends `statements` in one round trip and reports each one's outcome without throwing for
+  /// a failed statement. Without an explicit BEGIN they form one implicit transaction; after an
+  /// explicit BEGIN, a failure leaves the transaction open and aborted, for the caller to roll
+  /// back (to a savepoint, say). Throws only when the connection is lost, as statement "commit".
+  PipelineOutcome RunPipeline(const std::vector<Statement>& statements);
 
   /// Asks the server to cancel the statement running now; safe from any thread. Best effort.
   void Cancel() noexcept;

@@ -19,6 +19,9 @@ struct TaskConfig {
   std::vector<std::string> command;
   /// A statement run with the arguments (jsonb) as $1, committed with the ack.
   std::string sql;
+  /// sql tasks: up to this many waiting jobs run in one transaction, each in its own savepoint
+  /// and acked there, so that they share one commit (one WAL flush). 1: a transaction per job.
+  int sql_batch = 1;
   /// POSTed the job as JSON; 2xx acks.
   std::string http_url;
   std::map<std::string, std::string> http_headers;
