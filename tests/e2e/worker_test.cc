@@ -192,6 +192,20 @@ tasks:
   EXPECT_EQ(m["pgjobs_worker_jobs_total{outcome=\"timeout\",task=\"record\"}"], 1);
 }
 
+// Thousands of quick jobs through one slot: every freed slot must reach the dispatcher, even with
+// other threads (heartbeats, retries) waiting at the same time.
+TEST_F(WorkerTest, QuickJobsThroughOneSlotNeverStall) {
+  Start(R"yaml(
+worker: {concurrency: 1, heartbeat_interval: 5ms, poll_interval: 60s}
+tasks:
+  quick: {sql: "SELECT $1::jsonb"}
+)yaml");
+  Sql("SELECT jobs.publish_bulk(ARRAY(SELECT ('quick', NULL, NULL, NULL, NULL, "
+      "NULL)::jobs.bulk_job "
+      "FROM generate_series(1, 1500)))");
+  WaitFor("SELECT count(*) FROM jobs.job WHERE status = 'success'", 1500, 60);
+}
+
 // A worker killed in the middle of batched sql work: what committed stays done exactly once,
 // the rest expires and is redone by the next worker.
 TEST_F(WorkerTest, SqlBatchesAreExactlyOnceAcrossAKill) {

@@ -81,11 +81,13 @@ struct Worker::Impl {
   int wake_pipe[2] = {-1, -1};
 
   // Jobs taken, waiting for an executor; slots free for the dispatcher to fill. Executors wait on
-  // work_cv and the dispatcher on slots_cv, so that neither wakes the other needlessly: on this
-  // path a wakeup costs more than a no-op job.
+  // work_cv and the dispatcher alone on slots_cv (notified one at a time, so no other thread may
+  // wait on it), so that neither wakes the other needlessly: on this path a wakeup costs more
+  // than a no-op job. Retry backoffs wait on stop_cv.
   std::mutex run_mutex;
   std::condition_variable work_cv;
   std::condition_variable slots_cv;
+  std::condition_variable stop_cv;
   std::deque<Taken> run_queue;
   int free_slots = 0;
   int executors_running = 0;
@@ -110,7 +112,7 @@ struct Worker::Impl {
   // Waits up to `delay` or until stopping; false when stopping.
   bool Backoff(std::chrono::milliseconds delay) {
     std::unique_lock<std::mutex> lock(run_mutex);
-    slots_cv.wait_for(lock, delay, [this] { return stopping.load(); });
+    stop_cv.wait_for(lock, delay, [this] { return stopping.load(); });
     return !stopping;
   }
 
@@ -574,13 +576,25 @@ struct Worker::Impl {
         }
         const auto start = Clock::now();
         try {
-          db::Result rows = conn->Query(
-              "ack and nack",
-              "WITH a AS (SELECT job_id FROM jobs.ack($1::bigint[], $2::int[])), "
-              "n AS (SELECT job_id FROM jobs.nack($3::bigint[], $4::text[], NULL, $5::int[])) "
-              "SELECT true, job_id FROM a UNION ALL SELECT false, job_id FROM n",
-              {NumberArray(ack_ids), NumberArray(ack_attempts), NumberArray(nack_ids),
-               TextArray(tracebacks), NumberArray(nack_attempts)});
+          // Each call only when it has jobs: an empty nack still costs a PL/pgSQL call.
+          db::Result rows =
+              nack_ids.empty()
+                  ? conn->Query("ack", "SELECT true, job_id FROM jobs.ack($1::bigint[], $2::int[])",
+                                {NumberArray(ack_ids), NumberArray(ack_attempts)})
+              : ack_ids.empty()
+                  ? conn->Query(
+                        "nack",
+                        "SELECT false, job_id FROM jobs.nack($1::bigint[], $2::text[], "
+                        "NULL, $3::int[])",
+                        {NumberArray(nack_ids), TextArray(tracebacks), NumberArray(nack_attempts)})
+                  : conn->Query(
+                        "ack and nack",
+                        "WITH a AS (SELECT job_id FROM jobs.ack($1::bigint[], $2::int[])), "
+                        "n AS (SELECT job_id FROM jobs.nack($3::bigint[], $4::text[], NULL, "
+                        "$5::int[])) "
+                        "SELECT true, job_id FROM a UNION ALL SELECT false, job_id FROM n",
+                        {NumberArray(ack_ids), NumberArray(ack_attempts), NumberArray(nack_ids),
+                         TextArray(tracebacks), NumberArray(nack_attempts)});
           const double seconds = Since(start);
           if (!ack_ids.empty()) metrics->DbCall("ack", seconds, false);
           if (!nack_ids.empty()) metrics->DbCall("nack", seconds, false);
@@ -692,8 +706,11 @@ void Worker::Stop() {
   if (impl_->stopping.exchange(true)) return;
   impl_->abort_at = (Clock::now() + impl_->config.shutdown_grace).time_since_epoch().count();
   impl_->Wake();
+  // A thread that saw `stopping` false under the lock is waiting by the time this lock is ours.
+  { std::lock_guard<std::mutex> lock(impl_->run_mutex); }
   impl_->work_cv.notify_all();
   impl_->slots_cv.notify_all();
+  impl_->stop_cv.notify_all();
 }
 
 void Worker::Run() {
