@@ -64,10 +64,11 @@ WorkerMetrics::WorkerMetrics(const WorkerConfig& config, const std::vector<std::
            .Name("pgjobs_worker_late_results_total")
            .Help("Results refused because the attempt had expired and been reclaimed.")
            .Register(*registry_);
-  auto* in_flight_family = &BuildGauge()
-                                .Name("pgjobs_worker_jobs_in_flight")
-                                .Help("Jobs whose handler is running now.")
-                                .Register(*registry_);
+  auto* in_flight_family =
+      &BuildGauge()
+           .Name("pgjobs_worker_jobs_in_flight")
+           .Help("Jobs taken and not finished yet: running, or prefetched and waiting for a slot.")
+           .Register(*registry_);
   BuildGauge()
       .Name("pgjobs_worker_concurrency")
       .Help("Jobs this worker runs at once at most.")

@@ -40,7 +40,19 @@ struct Result {
   double run_seconds = 0;
   bool acked_in_handler = false;  // sql handler: the ack committed with the work
   bool late = false;              // sql handler: the ack was refused
+  double busy_seconds = 0;        // this job's share of its executor's busy time
 };
+
+// Adds 1 to the count of `task` in a small per-batch tally.
+void Tally(std::vector<std::pair<std::string, int>>& tally, const std::string& task) {
+  for (auto& [name, n] : tally) {
+    if (name == task) {
+      ++n;
+      return;
+    }
+  }
+  tally.emplace_back(task, 1);
+}
 
 // "{a,b}" with each element quoted, for a text[] or varchar[] parameter.
 std::string TextArray(const std::vector<std::string>& values) {
@@ -218,6 +230,7 @@ struct Worker::Impl {
       if (rows.Rows() > 0) {
         // Parsed outside the lock, so that executors keep running meanwhile.
         std::vector<Taken> taken(rows.Rows());
+        std::vector<std::pair<std::string, int>> per_task;
         const auto now = Clock::now();
         for (int i = 0; i < rows.Rows(); ++i) {
           Taken& t = taken[i];
@@ -232,8 +245,11 @@ struct Worker::Impl {
           t.since_publish = rows.Double(i, 7);
           t.started = now;
           metrics->Started(t.job.task, rows.Double(i, 6));
-          metrics->InFlight(t.job.task, 1);
+          Tally(per_task, t.job.task);
         }
+        // Metrics move once per batch, not once per job from every executor: at tens of
+        // thousands of jobs a second, contended updates cost more than the jobs.
+        for (const auto& [task, n] : per_task) metrics->InFlight(task, n);
         {
           std::lock_guard<std::mutex> lock(run_mutex);
           for (Taken& t : taken) run_queue.push_back(std::move(t));
@@ -518,8 +534,8 @@ struct Worker::Impl {
           "worker shut down: the job did not finish within the "
           "shutdown grace period");
     }
-    metrics->Busy(busy_seconds);
-    metrics->InFlight(r.taken.job.task, -1);
+    r.busy_seconds = busy_seconds;
+    metrics->InFlight(r.taken.job.task, -1);  // exact: shows that concurrency is honoured
     {
       std::lock_guard<std::mutex> lock(done_mutex);
       done_queue.push_back(std::move(r));
@@ -547,6 +563,11 @@ struct Worker::Impl {
           batch.push_back(std::move(done_queue.front()));
           done_queue.pop_front();
         }
+        lock.unlock();
+        // One update per batch, not one per job from every executor.
+        double busy = 0;
+        for (const Result& r : batch) busy += r.busy_seconds;
+        metrics->Busy(busy);
       }
       std::vector<long long> ack_ids, nack_ids;
       std::vector<int> ack_attempts, nack_attempts;
