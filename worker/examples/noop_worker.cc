@@ -14,7 +14,8 @@
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::cerr << "usage: noop_worker_example DSN [CONCURRENCY] [PORT] [on|off] [PREFETCH] [BATCH]\n";
+    std::cerr
+        << "usage: noop_worker_example DSN [CONCURRENCY] [PORT] [on|off] [PREFETCH] [BATCH]\n";
     return 2;
   }
   pgjobs::worker::WorkerConfig config;
