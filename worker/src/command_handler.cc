@@ -4,11 +4,13 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 
 #include "pgjobs/log/logger.h"
 
@@ -42,31 +44,55 @@ Outcome RunCommand(const std::vector<std::string>& argv, Job job,
   if (pipe2(in_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) {
     return Outcome::Failure(std::string("cannot create pipes: ") + std::strerror(errno));
   }
-  const std::string id = std::to_string(job.id);
-  const std::string attempt = std::to_string(job.attempt);
-  const pid_t pid = fork();
-  if (pid < 0) {
-    return Outcome::Failure(std::string("cannot fork: ") + std::strerror(errno));
+  // Everything the child needs is built here: the worker is multithreaded, so nothing may
+  // allocate or take a lock between fork and exec. posix_spawn does no more than exec needs.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    if (entry.starts_with("PGJOBS_JOB_ID=") || entry.starts_with("PGJOBS_TASK=") ||
+        entry.starts_with("PGJOBS_ATTEMPT=")) {
+      continue;
+    }
+    env_strings.emplace_back(entry);
   }
-  if (pid == 0) {
-    setpgid(0, 0);  // its own group, so that a timeout kills whatever it started too
-    dup2(in_pipe[0], 0);
-    dup2(err_pipe[1], 2);
-    const int null_fd = open("/dev/null", O_WRONLY);
-    dup2(null_fd, 1);
-    setenv("PGJOBS_JOB_ID", id.c_str(), 1);
-    setenv("PGJOBS_TASK", job.task.c_str(), 1);
-    setenv("PGJOBS_ATTEMPT", attempt.c_str(), 1);
-    std::vector<char*> args;
-    std::vector<std::string> copy = argv;
-    for (auto& a : copy) args.push_back(a.data());
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    const std::string message = "cannot run " + argv[0] + ": " + std::strerror(errno) + "\n";
-    (void)!write(2, message.data(), message.size());
-    _exit(127);
+  env_strings.push_back("PGJOBS_JOB_ID=" + std::to_string(job.id));
+  env_strings.push_back("PGJOBS_TASK=" + job.task);
+  env_strings.push_back("PGJOBS_ATTEMPT=" + std::to_string(job.attempt));
+  std::vector<char*> envp;
+  for (std::string& entry : env_strings) envp.push_back(entry.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> args_copy = argv;
+  std::vector<char*> args;
+  for (std::string& a : args_copy) args.push_back(a.data());
+  args.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in_pipe[0], 0);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  // Its own process group, so that a timeout kills whatever it started too; and the signals the
+  // worker blocks or handles itself back to normal.
+  posix_spawnattr_setpgroup(&attributes, 0);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attributes, &none);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  for (int signal_number : {SIGTERM, SIGINT, SIGHUP, SIGPIPE}) sigaddset(&defaults, signal_number);
+  posix_spawnattr_setsigdefault(&attributes, &defaults);
+  posix_spawnattr_setflags(&attributes,
+                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  pid_t pid = 0;
+  const int spawned = posix_spawnp(&pid, args[0], &actions, &attributes, args.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
+  if (spawned != 0) {
+    for (int fd : {in_pipe[0], in_pipe[1], err_pipe[0], err_pipe[1]}) close(fd);
+    return Outcome::Failure("cannot run " + argv[0] + ": " + std::strerror(spawned));
   }
-  setpgid(pid, pid);
   close(in_pipe[0]);
   close(err_pipe[1]);
   // Arguments are small; a child that does not read stdin must not block us, so write what fits.
