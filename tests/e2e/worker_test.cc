@@ -161,6 +161,23 @@ tasks:
   EXPECT_EQ(m["pgjobs_worker_jobs_total{outcome=\"failure\",task=\"broken\"}"], 1);
 }
 
+// A program that cannot start is a clear failure; one that starts gets no blocked signals from
+// the worker (which blocks SIGTERM and SIGINT in its own threads).
+TEST_F(WorkerTest, CommandsStartCleanOrFailClearly) {
+  Start(R"yaml(
+tasks:
+  missing: {command: ["/no/such/program", "--flag"]}
+  mask: {command: ["/bin/sh", "-c", "grep SigBlk /proc/self/status >&2; exit 3"]}
+)yaml");
+  Sql("SELECT jobs.publish('missing', i_max_retries => 0); "
+      "SELECT jobs.publish('mask', i_max_retries => 0)");
+  WaitFor("SELECT count(*) FROM jobs.job", 2);
+  EXPECT_EQ(Text("SELECT tracebacks->0->>'error' FROM jobs.job WHERE task = 'missing'"),
+            "cannot run /no/such/program: No such file or directory");
+  EXPECT_EQ(Text("SELECT tracebacks->0->>'error' FROM jobs.job WHERE task = 'mask'"),
+            "/bin/sh exited with status 3: SigBlk:\t0000000000000000\n");
+}
+
 // Batched sql jobs share transactions; a failing or timed-out job is rolled back to its own
 // savepoint and nacked, and every other job's work commits exactly once with its ack.
 TEST_F(WorkerTest, SqlBatchesShareACommitAndAFailureRollsBackOnlyItsJob) {
