@@ -102,7 +102,6 @@ struct Worker::Impl {
   std::condition_variable stop_cv;
   std::deque<Taken> run_queue;
   int free_slots = 0;
-  int executors_running = 0;
 
   // Results waiting for the completer.
   std::mutex done_mutex;
@@ -319,6 +318,18 @@ struct Worker::Impl {
         .count();
   }
 
+  // The statements around a sql job's own: its time limit, and its ack.
+  static db::Statement TimeoutStatement(long long milliseconds) {
+    return {"statement timeout",
+            "SELECT set_config('statement_timeout', $1, true)",
+            {std::to_string(milliseconds)}};
+  }
+  static db::Statement AckStatement(const Taken& t) {
+    return {"ack",
+            "SELECT jobs.ack($1::bigint, $2::int)",
+            {std::to_string(t.job.id), std::to_string(t.job.attempt)}};
+  }
+
   // What a failed task statement or ack means for its job.
   static void Failed(Result& r, const db::DbError& e, bool in_statement) {
     if (!in_statement && e.SqlState() == "55000") {
@@ -352,13 +363,9 @@ struct Worker::Impl {
       return r;
     }
     try {
-      conn->RunInOneTransaction({{"statement timeout",
-                                  "SELECT set_config('statement_timeout', $1, true)",
-                                  {std::to_string(left)}},
+      conn->RunInOneTransaction({TimeoutStatement(left),
                                  {"task statement", statement, {t.job.arguments}},
-                                 {"ack",
-                                  "SELECT jobs.ack($1::bigint, $2::int)",
-                                  {std::to_string(t.job.id), std::to_string(t.job.attempt)}}});
+                                 AckStatement(t)});
       r.acked_in_handler = true;
     } catch (const db::DbError& e) {
       if (e.CommitOutcomeUnknown()) {
@@ -394,15 +401,15 @@ struct Worker::Impl {
       std::vector<db::Statement> statements;
       std::vector<size_t> owner;  // the job of each statement, or kNoJob
       std::vector<size_t> sent;
-      auto add = [&](size_t job, std::string name, std::string sql, db::Params params = {}) {
-        statements.push_back({std::move(name), std::move(sql), std::move(params)});
+      auto add = [&](size_t job, db::Statement s) {
+        statements.push_back(std::move(s));
         owner.push_back(job);
       };
       if (after_failure) {
-        add(kNoJob, "rollback to savepoint", "ROLLBACK TO SAVEPOINT job");
-        add(kNoJob, "release savepoint", "RELEASE SAVEPOINT job");
+        add(kNoJob, {"rollback to savepoint", "ROLLBACK TO SAVEPOINT job", {}});
+        add(kNoJob, {"release savepoint", "RELEASE SAVEPOINT job", {}});
       } else {
-        add(kNoJob, "begin", "BEGIN");
+        add(kNoJob, {"begin", "BEGIN", {}});
       }
       for (; next < jobs.size(); ++next) {
         const Taken& t = jobs[next];
@@ -411,16 +418,14 @@ struct Worker::Impl {
           results[next].outcome = Outcome::Timeout("timeout: no time left to run the statement");
           continue;
         }
-        add(next, "savepoint", "SAVEPOINT job");
-        add(next, "statement timeout", "SELECT set_config('statement_timeout', $1, true)",
-            {std::to_string(left)});
-        add(next, "task statement", statement, {t.job.arguments});
-        add(next, "ack", "SELECT jobs.ack($1::bigint, $2::int)",
-            {std::to_string(t.job.id), std::to_string(t.job.attempt)});
-        add(next, "release savepoint", "RELEASE SAVEPOINT job");
+        add(next, {"savepoint", "SAVEPOINT job", {}});
+        add(next, TimeoutStatement(left));
+        add(next, {"task statement", statement, {t.job.arguments}});
+        add(next, AckStatement(t));
+        add(next, {"release savepoint", "RELEASE SAVEPOINT job", {}});
         sent.push_back(next);
       }
-      add(kNoJob, "commit", "COMMIT");
+      add(kNoJob, {"commit", "COMMIT", {}});
       db::PipelineOutcome out;
       try {
         out = conn->RunPipeline(statements);
@@ -453,10 +458,6 @@ struct Worker::Impl {
         if (j < failed_job) held.push_back(j);
       }
       Failed(results[failed_job], *out.error, out.error->Statement() == "task statement");
-      if (results[failed_job].outcome.kind == Outcome::Kind::kSuccess &&
-          !results[failed_job].late) {
-        results[failed_job].outcome = Outcome::Failure(out.error->what());  // savepoint, release
-      }
       next = failed_job + 1;
       after_failure = true;
     }

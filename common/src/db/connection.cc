@@ -269,10 +269,10 @@ PipelineOutcome Connection::RunPipeline(const std::vector<Statement>& statements
       PQclear(r);
       break;
     }
-    if ((status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) && index < statements.size()) {
+    if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
+      // index < size here: the loop stops once every statement's results have ended.
       outcome.results[index] = Result(std::make_shared<const Result::Impl>(r));
-    } else if (status == PGRES_PIPELINE_ABORTED || status == PGRES_TUPLES_OK ||
-               status == PGRES_COMMAND_OK) {
+    } else if (status == PGRES_PIPELINE_ABORTED) {
       PQclear(r);  // skipped after an earlier failure
     } else if (PQstatus(conn) == CONNECTION_BAD) {
       lost = r;
@@ -280,7 +280,7 @@ PipelineOutcome Connection::RunPipeline(const std::vector<Statement>& statements
       break;
     } else if (failed == nullptr) {
       failed = r;
-      outcome.failed = std::min(index, statements.size() - 1);
+      outcome.failed = index;
     } else {
       PQclear(r);
     }
