@@ -230,6 +230,16 @@ TEST_F(StatsTest, FinishedStatsCountEachFinishedJobExactlyOnce) {
   EXPECT_TRUE(third.counts.empty());
 }
 
+TEST_F(StatsTest, AckStampsEveryJobWithItsTransaction) {
+  for (int i = 0; i < 3; ++i) Publish("t");
+  Conn().Execute("begin", "BEGIN");
+  const std::string xid(Conn().Query("xid", "SELECT pg_current_xact_id()::text").Text(0, 0));
+  EXPECT_EQ(Int("SELECT count(*) FROM jobs.ack(ARRAY(SELECT job_id FROM jobs.consume(3)), NULL)"),
+            3);
+  Conn().Execute("commit", "COMMIT");
+  EXPECT_EQ(Int("SELECT count(*) FROM jobs.job WHERE finished_xid = " + xid), 3);
+}
+
 TEST_F(StatsTest, FinishedStatsBucketsAreLessOrEqual) {
   // Attempts of exactly 1, 2 and 3 fall in the buckets whose bound they equal; 4 goes to +Inf.
   for (int attempts = 1; attempts <= 4; ++attempts) {
