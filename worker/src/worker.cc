@@ -171,11 +171,13 @@ struct Worker::Impl {
           // consume's commit need not wait for the WAL flush: if a crash loses it, its jobs are
           // simply still pending, and the acks of those lost attempts are refused.
           conn->Execute("listen", "SET synchronous_commit = off; LISTEN jobs");
+          // date_part, not extract: it yields the float8 directly, where extract computes a
+          // numeric first, a cost paid for every job.
           conn->Prepare("consume",
                         "SELECT job_id, task, coalesce(arguments::text, 'null'), attempts, "
                         "max_retries, timeout::float8, "
-                        "extract(epoch FROM started_at - scheduled_at)::float8, "
-                        "extract(epoch FROM started_at - published_at)::float8 "
+                        "date_part('epoch', started_at - scheduled_at), "
+                        "date_part('epoch', started_at - published_at) "
                         "FROM jobs.consume($1::int, $2::varchar[], $3::bigint)");
           conn->Prepare("next due", "SELECT jobs.seconds_until_next_due($1::varchar[])");
           if (worker_id == 0) {
