@@ -28,7 +28,7 @@ TEST(JobsMigrateCli, InstallsThenReportsUpToDate) {
             "jobs-migrate: applied migration 3 (workers)\n"
             "jobs-migrate: applied migration 4 (next_due)\n"
             "jobs-migrate: applied migration 5 (lean_hot_path)\n"
-            "jobs-migrate: applied migration 6 (ack_watermark_once)\n");
+            "jobs-migrate: applied migration 6 (leaner_consume_and_ack)\n");
   ProcessResult again = RunProcess({kBin, uri});
   EXPECT_EQ(again.exit_code, 0);
   EXPECT_EQ(again.out, "jobs-migrate: schema is up to date\n");

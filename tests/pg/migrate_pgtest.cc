@@ -26,7 +26,7 @@ TEST_F(MigrateTest, InstallsEveryVersionThenIsANoOp) {
   EXPECT_EQ(migrate::Apply(*conn_, All()), (std::vector<int>{1, 2, 3, 4, 5, 6}));
   EXPECT_EQ(Value("SELECT string_agg(version || name, ',' ORDER BY version) FROM "
                   "jobs.schema_migrations"),
-            "1queue,2stats,3workers,4next_due,5lean_hot_path,6ack_watermark_once");
+            "1queue,2stats,3workers,4next_due,5lean_hot_path,6leaner_consume_and_ack");
   EXPECT_TRUE(migrate::Apply(*conn_, All()).empty());
   const auto status = migrate::Status(*conn_, All());
   ASSERT_EQ(status.size(), 6u);

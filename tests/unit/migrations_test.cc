@@ -18,7 +18,7 @@ TEST(BundledMigrations, AreNumberedFromOneWithoutGaps) {
   EXPECT_EQ(migrations[2].name, "workers");
   EXPECT_EQ(migrations[3].name, "next_due");
   EXPECT_EQ(migrations[4].name, "lean_hot_path");
-  EXPECT_EQ(migrations[5].name, "ack_watermark_once");
+  EXPECT_EQ(migrations[5].name, "leaner_consume_and_ack");
 }
 
 TEST(BundledMigrations, NeverManageTheirOwnTransaction) {
