@@ -478,11 +478,19 @@ struct Worker::Impl {
 
   void Execute() {
     std::unique_ptr<db::Connection> sql_conn;
+    int finished = 0;  // slots this executor freed since it last took jobs
     for (;;) {
       std::vector<Taken> jobs;
       const TaskConfig* sql = nullptr;
       {
+        // Freeing the last jobs' slots and taking the next jobs share one lock: with many
+        // executors, this mutex is the worker's most contended.
         std::unique_lock<std::mutex> lock(run_mutex);
+        if (finished > 0) {
+          free_slots += finished;
+          finished = 0;
+          if (MayConsume()) slots_cv.notify_one();
+        }
         work_cv.wait(lock, [this] { return !run_queue.empty() || stopping; });
         if (run_queue.empty()) break;
         jobs.push_back(std::move(run_queue.front()));
@@ -519,11 +527,12 @@ struct Worker::Impl {
       }
       // A batch's jobs ran for the whole transaction; the executor was busy once.
       const double seconds = Since(start);
+      finished += static_cast<int>(results.size());
       for (Result& r : results) Finish(std::move(r), seconds, seconds / results.size());
     }
   }
 
-  // Hands a job's result to the completer and frees its slot.
+  // Hands a job's result to the completer. Its slot is freed when the executor next takes work.
   void Finish(Result r, double run_seconds, double busy_seconds) {
     r.run_seconds = run_seconds;
     if (r.outcome.kind == Outcome::Kind::kSuccess && Clock::now() > r.taken.job.deadline &&
@@ -544,13 +553,6 @@ struct Worker::Impl {
       done_queue.push_back(std::move(r));
     }
     done_cv.notify_one();
-    bool wake_dispatcher = false;
-    {
-      std::lock_guard<std::mutex> lock(run_mutex);
-      ++free_slots;
-      wake_dispatcher = MayConsume();
-    }
-    if (wake_dispatcher) slots_cv.notify_one();
   }
 
   // Reports results in batches: one round trip acks and nacks everything that is ready.
