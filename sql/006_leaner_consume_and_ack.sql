@@ -13,9 +13,10 @@
 -- job. An ack moves up to thousands of jobs in one transaction, so they all get the same value;
 -- ack now computes it once and inserts it. The default stays for every other insert.
 --
--- The counting triggers of migration 5 now test the session flag first. On the hot path (consume
--- and fail_attempts, which count their own moves) that one test decides, and the comparisons of
--- the old and new rows are skipped.
+-- The update-counting trigger of migration 5 now tests the session flag first. On the hot path
+-- (consume and fail_attempts, which count their own moves) that one test decides, and the
+-- comparisons of the old and new rows are skipped. The delete trigger already starts with
+-- OLD.status = 'pending', which ack's rows never match.
 
 DROP TRIGGER job_queue_count_update_row ON jobs.job_queue;
 CREATE TRIGGER job_queue_count_update_row AFTER UPDATE ON jobs.job_queue FOR EACH ROW

@@ -320,6 +320,10 @@ struct Worker::Impl {
         .count();
   }
 
+  static Outcome NoTimeLeft() {
+    return Outcome::Timeout("timeout: no time left to run the statement");
+  }
+
   // The statements around a sql job's own: its time limit, and its ack.
   static db::Statement TimeoutStatement(long long milliseconds) {
     return {"statement timeout",
@@ -361,7 +365,7 @@ struct Worker::Impl {
     }
     const long long left = MillisecondsLeft(t);
     if (left <= 0) {
-      r.outcome = Outcome::Timeout("timeout: no time left to run the statement");
+      r.outcome = NoTimeLeft();
       return r;
     }
     try {
@@ -403,6 +407,11 @@ struct Worker::Impl {
       std::vector<db::Statement> statements;
       std::vector<size_t> owner;  // the job of each statement, or kNoJob
       std::vector<size_t> sent;
+      // Every job whose fate is this transaction's: done before a failure, or sent now.
+      auto in_transaction = [&](auto&& mark) {
+        for (size_t j : held) mark(results[j]);
+        for (size_t j : sent) mark(results[j]);
+      };
       auto add = [&](size_t job, db::Statement s) {
         statements.push_back(std::move(s));
         owner.push_back(job);
@@ -417,7 +426,7 @@ struct Worker::Impl {
         const Taken& t = jobs[next];
         const long long left = MillisecondsLeft(t);
         if (left <= 0) {
-          results[next].outcome = Outcome::Timeout("timeout: no time left to run the statement");
+          results[next].outcome = NoTimeLeft();
           continue;
         }
         add(next, {"savepoint", "SAVEPOINT job", {}});
@@ -436,13 +445,11 @@ struct Worker::Impl {
         // and is retried.
         logger.Warn("connection lost before a sql batch's outcome was known",
                     {{"jobs", std::to_string(held.size() + sent.size())}, {"err", e.what()}});
-        for (size_t j : held) results[j].late = true;
-        for (size_t j : sent) results[j].late = true;
+        in_transaction([](Result& r) { r.late = true; });
         return results;
       }
       if (!out.failed) {
-        for (size_t j : held) results[j].acked_in_handler = true;
-        for (size_t j : sent) results[j].acked_in_handler = true;
+        in_transaction([](Result& r) { r.acked_in_handler = true; });
         return results;
       }
       const size_t failed_job = owner[*out.failed];
@@ -452,8 +459,7 @@ struct Worker::Impl {
           if (conn->IsOpen()) conn->Execute("rollback", "ROLLBACK");
         } catch (const db::DbError&) {
         }
-        for (size_t j : held) results[j].outcome = Outcome::Failure(out.error->what());
-        for (size_t j : sent) results[j].outcome = Outcome::Failure(out.error->what());
+        in_transaction([&](Result& r) { r.outcome = Outcome::Failure(out.error->what()); });
         return results;
       }
       for (size_t j : sent) {

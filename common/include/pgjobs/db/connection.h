@@ -44,7 +44,8 @@ class Result {
   std::shared_ptr<const Impl> impl_;
 };
 
-/// One statement of Connection::RunInOneTransaction. `name` is what errors call it.
+/// One statement of a pipeline (Connection::RunPipeline, RunInOneTransaction). `name` is what
+/// errors call it.
 struct Statement {
   std::string name;
   std::string sql;
