@@ -563,7 +563,9 @@ struct Worker::Impl {
 
   // Reports results in batches: one round trip acks and nacks everything that is ready.
   void Complete() {
-    std::unique_ptr<db::Connection> conn;
+    // Connected at start, so that the first results do not wait for a new backend: a burst of
+    // jobs then gets its first ack as soon as its first jobs finish.
+    std::unique_ptr<db::Connection> conn = ConnectWithRetry("completer");
     std::deque<Result> batch;
     for (;;) {
       if (batch.empty()) {
