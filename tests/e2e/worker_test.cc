@@ -1,7 +1,10 @@
 // jobs-worker, the real binary, running real jobs against a real PostgreSQL.
+#include "pgjobs/worker/worker.h"
+
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +13,7 @@
 #include <thread>
 
 #include "pgjobs/db/connection.h"
+#include "pgjobs/log/logger.h"
 #include "tests/harness/background_process.h"
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
@@ -221,6 +225,44 @@ tasks:
       "NULL)::jobs.bulk_job "
       "FROM generate_series(1, 1500)))");
   WaitFor("SELECT count(*) FROM jobs.job WHERE status = 'success'", 1500, 60);
+}
+
+// Quick jobs wake executors a few at a time (one for this whole batch), so a job much slower than
+// its task's history must not hold up the jobs queued behind it: here the slow job is first in
+// its batch and never returns until the end, and the quick ones behind it must still run. A
+// worker through the C++ API, in this process, so that the test decides when the slow job ends.
+TEST_F(WorkerTest, ASlowJobOfAQuickTaskDoesNotHoldUpTheJobsBehindIt) {
+  worker::WorkerConfig config;
+  config.dsn = dsn_;
+  config.concurrency = 4;
+  config.poll_interval = std::chrono::seconds(60);
+  config.listen_addresses = {"127.0.0.1:0"};
+  std::ostringstream log_output;
+  log::Logger logger(log::Level::kWarn, log::Format::kLogfmt, log_output);
+  worker::Worker w(config, logger);
+  std::atomic<bool> release{false};
+  w.Handle("step", [&release](const worker::Job& job) {
+    const auto give_up = Clock::now() + std::chrono::seconds(60);
+    while (job.arguments.find("slow") != std::string::npos && !release && Clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return worker::Outcome::Success();
+  });
+  std::thread runner([&w] { w.Run(); });
+  // 200 quick jobs teach the worker that "step" jobs take microseconds.
+  Sql("SELECT jobs.publish_bulk(ARRAY(SELECT ('step', NULL, NULL, NULL, NULL, "
+      "NULL)::jobs.bulk_job FROM generate_series(1, 200)))");
+  WaitFor("SELECT count(*) FROM jobs.job", 200);
+  // One commit; consume returns rows in their physical order, so the slow job comes first.
+  Sql("SELECT jobs.publish_bulk(ARRAY(SELECT ('step', CASE WHEN i = 1 THEN '{\"slow\": true}' "
+      "END, NULL, NULL, NULL, NULL)::jobs.bulk_job FROM generate_series(1, 8) i))");
+  WaitFor("SELECT count(*) FROM jobs.job", 207, 10);
+  EXPECT_EQ(Text("SELECT arguments::text FROM jobs.job_queue"), "{\"slow\": true}");
+  release = true;
+  WaitFor("SELECT count(*) FROM jobs.job WHERE status = 'success'", 208);
+  w.Stop();
+  runner.join();
+  EXPECT_EQ(log_output.str(), "");
 }
 
 // A worker killed in the middle of batched sql work: what committed stays done exactly once,

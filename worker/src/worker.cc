@@ -4,7 +4,9 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -32,6 +34,8 @@ struct Taken {
   int max_retries = 0;
   double since_publish = 0;  // seconds from publish to this attempt's start (database clock)
   Clock::time_point started;
+  double* typical_seconds = nullptr;  // its task's recent handler time; see kWakeSlice
+  double expected_seconds = 0;        // what it adds to the run queue's expected work
 };
 
 struct Result {
@@ -103,6 +107,24 @@ struct Worker::Impl {
   std::deque<Taken> run_queue;
   int free_slots = 0;
 
+  // How many executors a batch wakes. Waking every idle executor for each batch cost more than
+  // quick jobs themselves: most of them found the queue already empty. The dispatcher wakes as
+  // many as the run queue's expected handler time calls for, a slice of kWakeSlice each, from
+  // each task's recent handler times (a moving average; a task without one counts as slow, so a
+  // new worker wakes them all). A job slower than its task's history cannot hold up the jobs
+  // queued behind it: while jobs are queued and none is taken for kStall, the watchdog wakes one
+  // more executor. All under run_mutex; typical_seconds' keys are fixed before the threads start.
+  static constexpr double kWakeSlice = 0.001;
+  static constexpr double kUnknownSeconds = 1.0;
+  static constexpr double kPerJobSeconds = 2e-6;  // an executor's own cost per job
+  static constexpr auto kStall = std::chrono::milliseconds(2);
+  std::map<std::string, double> typical_seconds;  // < 0: no job of the task has run yet
+  double queued_seconds = 0;
+  int waiting_executors = 0;
+  unsigned long long jobs_taken = 0;
+  bool watchdog_parked = false;
+  std::condition_variable watch_cv;
+
   // Results waiting for the completer.
   std::mutex done_mutex;
   std::condition_variable done_cv;
@@ -156,6 +178,38 @@ struct Worker::Impl {
     const int capacity = config.concurrency + config.prefetch;
     const int threshold = config.prefetch > 0 ? std::max(1, capacity / 2) : 1;
     return free_slots >= threshold || (free_slots > 0 && free_slots == capacity);
+  }
+
+  // Idle executors to wake for the run queue (see kWakeSlice); run_mutex must be held.
+  int ExecutorsToWake() const {
+    if (waiting_executors == 0 || run_queue.empty()) return 0;
+    const double slices = std::ceil(queued_seconds / kWakeSlice);
+    const int busy = config.concurrency - waiting_executors;
+    const int wanted = slices >= config.concurrency ? config.concurrency : static_cast<int>(slices);
+    return std::clamp(wanted - busy, 1, waiting_executors);
+  }
+
+  // Wakes one more executor whenever queued jobs wait kStall with no taker: every awake
+  // executor is then inside a handler slower than its task's history. Queued jobs and a waiting
+  // executor together only follow a new batch (an executor waits only on an empty queue), so the
+  // watchdog sleeps until the dispatcher's next batch whenever either is missing: a worker whose
+  // executors are all busy with long jobs does not tick.
+  void Watch() {
+    std::unique_lock<std::mutex> lock(run_mutex);
+    while (!stopping) {
+      if (run_queue.empty() || waiting_executors == 0) {
+        watchdog_parked = true;
+        watch_cv.wait(lock,
+                      [this] { return stopping || (!run_queue.empty() && waiting_executors > 0); });
+        watchdog_parked = false;
+        continue;
+      }
+      const unsigned long long taken_before = jobs_taken;
+      watch_cv.wait_for(lock, kStall, [this] { return stopping.load(); });
+      if (!run_queue.empty() && jobs_taken == taken_before && waiting_executors > 0) {
+        work_cv.notify_one();
+      }
+    }
   }
 
   // The dispatcher: registers, listens for NOTIFY jobs, and fills free slots.
@@ -245,22 +299,33 @@ struct Worker::Impl {
               now + std::chrono::microseconds(static_cast<long long>(rows.Double(i, 5) * 1e6));
           t.since_publish = rows.Double(i, 7);
           t.started = now;
+          t.typical_seconds = &typical_seconds.at(t.job.task);
           metrics->Started(t.job.task, rows.Double(i, 6));
           Tally(per_task, t.job.task);
         }
         // Metrics move once per batch, not once per job from every executor: at tens of
         // thousands of jobs a second, contended updates cost more than the jobs.
         for (const auto& [task, n] : per_task) metrics->InFlight(task, n);
+        int wake = 0;
+        bool wake_watchdog = false;
         {
           std::lock_guard<std::mutex> lock(run_mutex);
-          for (Taken& t : taken) run_queue.push_back(std::move(t));
+          for (Taken& t : taken) {
+            t.expected_seconds =
+                *t.typical_seconds < 0 ? kUnknownSeconds : *t.typical_seconds + kPerJobSeconds;
+            queued_seconds += t.expected_seconds;
+            run_queue.push_back(std::move(t));
+          }
           free_slots -= static_cast<int>(taken.size());
+          wake = ExecutorsToWake();
+          wake_watchdog = watchdog_parked;
         }
-        if (taken.size() == 1) {
-          work_cv.notify_one();
-        } else {
+        if (wake >= config.concurrency) {
           work_cv.notify_all();
+        } else {
+          for (int i = 0; i < wake; ++i) work_cv.notify_one();
         }
+        if (wake_watchdog) watch_cv.notify_one();
       }
       if (rows.Rows() < want) Idle(*conn, tasks);
     }
@@ -484,7 +549,9 @@ struct Worker::Impl {
 
   void Execute() {
     std::unique_ptr<db::Connection> sql_conn;
-    int finished = 0;  // slots this executor freed since it last took jobs
+    int finished = 0;                    // slots this executor freed since it last took jobs
+    double* finished_typical = nullptr;  // their task's recent handler time
+    double finished_seconds = 0;         // their handler time, per job
     for (;;) {
       std::vector<Taken> jobs;
       const TaskConfig* sql = nullptr;
@@ -495,9 +562,13 @@ struct Worker::Impl {
         if (finished > 0) {
           free_slots += finished;
           finished = 0;
+          double& typical = *finished_typical;
+          typical = typical < 0 ? finished_seconds : typical + 0.2 * (finished_seconds - typical);
           if (MayConsume()) slots_cv.notify_one();
         }
+        ++waiting_executors;
         work_cv.wait(lock, [this] { return !run_queue.empty() || stopping; });
+        --waiting_executors;
         if (run_queue.empty()) break;
         jobs.push_back(std::move(run_queue.front()));
         run_queue.pop_front();
@@ -512,6 +583,10 @@ struct Worker::Impl {
             ++it;
           }
         }
+        ++jobs_taken;
+        finished_typical = jobs.front().typical_seconds;
+        for (const Taken& t : jobs) queued_seconds -= t.expected_seconds;
+        if (run_queue.empty()) queued_seconds = 0;  // no drift from rounding
       }
       // At shutdown, the grace period caps every job's deadline.
       const auto abort = Clock::time_point(Clock::duration(abort_at.load()));
@@ -534,6 +609,7 @@ struct Worker::Impl {
       // A batch's jobs ran for the whole transaction; the executor was busy once.
       const double seconds = Since(start);
       finished += static_cast<int>(results.size());
+      finished_seconds = seconds / results.size();
       for (Result& r : results) Finish(std::move(r), seconds, seconds / results.size());
     }
   }
@@ -745,6 +821,7 @@ void Worker::Stop() {
   impl_->work_cv.notify_all();
   impl_->slots_cv.notify_all();
   impl_->stop_cv.notify_all();
+  impl_->watch_cv.notify_all();
 }
 
 void Worker::Run() {
@@ -789,6 +866,8 @@ void Worker::Run() {
       {{"ports", ports}, {"tasks", tasks}, {"concurrency", std::to_string(w.config.concurrency)}});
 
   w.free_slots = w.config.concurrency + w.config.prefetch;
+  for (const auto& task : w.Tasks()) w.typical_seconds[task] = -1;
+  std::thread watchdog([&w] { w.Watch(); });
   std::vector<std::thread> executors;
   for (int i = 0; i < w.config.concurrency; ++i) executors.emplace_back([&w] { w.Execute(); });
   std::thread completer([&w] { w.Complete(); });
@@ -798,6 +877,7 @@ void Worker::Run() {
   w.logger.Info("stopping: draining jobs in flight",
                 {{"grace", std::to_string(w.config.shutdown_grace.count()) + "ms"}});
   for (auto& t : executors) t.join();
+  watchdog.join();
   {
     std::lock_guard<std::mutex> lock(w.done_mutex);
     w.executors_finished = true;
