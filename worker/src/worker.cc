@@ -318,7 +318,9 @@ struct Worker::Impl {
           }
           free_slots -= static_cast<int>(taken.size());
           wake = ExecutorsToWake();
-          wake_watchdog = watchdog_parked;
+          // With an executor woken for every queued job, none waits behind another: the
+          // watchdog sleeps on, which spares single jobs a thread switch on their way.
+          wake_watchdog = watchdog_parked && run_queue.size() > static_cast<size_t>(wake);
         }
         if (wake >= config.concurrency) {
           work_cv.notify_all();
