@@ -28,7 +28,8 @@ TEST(JobsMigrateCli, InstallsThenReportsUpToDate) {
             "jobs-migrate: applied migration 3 (workers)\n"
             "jobs-migrate: applied migration 4 (next_due)\n"
             "jobs-migrate: applied migration 5 (lean_hot_path)\n"
-            "jobs-migrate: applied migration 6 (leaner_consume_and_ack)\n");
+            "jobs-migrate: applied migration 6 (leaner_consume_and_ack)\n"
+            "jobs-migrate: applied migration 7 (indexed_expiry_check)\n");
   ProcessResult again = RunProcess({kBin, uri});
   EXPECT_EQ(again.exit_code, 0);
   EXPECT_EQ(again.out, "jobs-migrate: schema is up to date\n");

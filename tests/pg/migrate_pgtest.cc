@@ -23,19 +23,20 @@ class MigrateTest : public ::testing::Test {
 const std::vector<migrate::Migration>& All() { return migrate::BundledMigrations(); }
 
 TEST_F(MigrateTest, InstallsEveryVersionThenIsANoOp) {
-  EXPECT_EQ(migrate::Apply(*conn_, All()), (std::vector<int>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(migrate::Apply(*conn_, All()), (std::vector<int>{1, 2, 3, 4, 5, 6, 7}));
   EXPECT_EQ(Value("SELECT string_agg(version || name, ',' ORDER BY version) FROM "
                   "jobs.schema_migrations"),
-            "1queue,2stats,3workers,4next_due,5lean_hot_path,6leaner_consume_and_ack");
+            "1queue,2stats,3workers,4next_due,5lean_hot_path,6leaner_consume_and_ack,"
+            "7indexed_expiry_check");
   EXPECT_TRUE(migrate::Apply(*conn_, All()).empty());
   const auto status = migrate::Status(*conn_, All());
-  ASSERT_EQ(status.size(), 6u);
+  ASSERT_EQ(status.size(), 7u);
   for (const auto& v : status) EXPECT_TRUE(v.applied_at.has_value()) << v.version;
 }
 
 TEST_F(MigrateTest, StatusListsPendingVersionsWithoutChangingAnything) {
   const auto status = migrate::Status(*conn_, All());
-  ASSERT_EQ(status.size(), 6u);
+  ASSERT_EQ(status.size(), 7u);
   EXPECT_FALSE(status[0].applied_at.has_value());
   EXPECT_EQ(status[1].name, "stats");
   EXPECT_EQ(Value("SELECT count(*) FROM pg_namespace WHERE nspname = 'jobs'"), "0");
@@ -48,7 +49,7 @@ TEST_F(MigrateTest, UpgradesAFirstVersionInstallInPlace) {
     SELECT jobs.publish('b');
     SELECT jobs.ack(job_id) FROM jobs.consume(2, ARRAY['a']) LIMIT 1;
   )sql");
-  EXPECT_EQ(migrate::Apply(*conn_, All()), (std::vector<int>{2, 3, 4, 5, 6}));
+  EXPECT_EQ(migrate::Apply(*conn_, All()), (std::vector<int>{2, 3, 4, 5, 6, 7}));
   // The counters start from the rows already queued; history from before has no watermark.
   EXPECT_EQ(Value("SELECT string_agg(task || ready || '/' || running, ',' ORDER BY task) FROM "
                   "jobs.stats_queue"),
@@ -75,7 +76,7 @@ TEST_F(MigrateTest, AFailingMigrationLeavesTheDatabaseAsItWas) {
   }
   // All or nothing: every earlier version, applied in the same run, is rolled back too.
   EXPECT_EQ(Value("SELECT count(*) FROM pg_namespace WHERE nspname = 'jobs'"), "0");
-  EXPECT_EQ(migrate::Apply(*conn_, All()), (std::vector<int>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(migrate::Apply(*conn_, All()), (std::vector<int>{1, 2, 3, 4, 5, 6, 7}));
   EXPECT_THROW(migrate::Apply(*conn_, broken), db::DbError);
   EXPECT_EQ(Value("SELECT to_regclass('jobs.half_done') IS NULL"), "t");
   EXPECT_EQ(Value("SELECT max(version) FROM jobs.schema_migrations"), std::to_string(latest));
@@ -104,7 +105,7 @@ TEST_F(MigrateTest, RefusesADatabaseNewerThanItKnows) {
     FAIL() << "expected a newer database to be refused";
   } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()),
-              "database is at version 6, newer than this jobs-migrate knows (1)");
+              "database is at version 7, newer than this jobs-migrate knows (1)");
   }
 }
 
@@ -122,7 +123,7 @@ TEST_F(MigrateTest, ConcurrentRunsApplyEachVersionOnce) {
   for (const auto& a : applied) {
     if (!a.empty()) {
       ++runs_that_applied;
-      EXPECT_EQ(a, (std::vector<int>{1, 2, 3, 4, 5, 6}));
+      EXPECT_EQ(a, (std::vector<int>{1, 2, 3, 4, 5, 6, 7}));
     }
   }
   EXPECT_EQ(runs_that_applied, 1);

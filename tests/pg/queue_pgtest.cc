@@ -226,6 +226,24 @@ TEST_F(QueueTest, ExpiryWithoutRetriesLeftFinishesAsExpiredAndConsumeReclaimsIts
             "expired timeout: attempt 1 ran longer than 0.05 s");
 }
 
+// Every consume asks whether a running job has expired. That must be a range read of the
+// running-jobs index: comparing with clock_timestamp() (volatile, so never an index bound) read
+// every running job on every call, which with busy workers cost more than the consume itself.
+TEST_F(QueueTest, ConsumeChecksForExpiredJobsWithoutReadingEveryRunningJob) {
+  Conn().Execute("publish",
+                 "SELECT jobs.publish_bulk(ARRAY(SELECT ('t', NULL, NULL, NULL, NULL, "
+                 "NULL)::jobs.bulk_job FROM generate_series(1, 5000)))");
+  ASSERT_EQ(Int("SELECT count(*) FROM jobs.consume(1000)"), 1000);
+  Conn().Execute("analyze", "ANALYZE jobs.job_queue");
+  const std::string entries_read =
+      "SELECT pg_stat_get_xact_tuples_returned('jobs.job_queue_running_expiry'::regclass)";
+  Conn().Execute("begin", "BEGIN");
+  const long long before = Int(entries_read);
+  EXPECT_EQ(Int("SELECT count(*) FROM jobs.consume(1)"), 1);
+  EXPECT_EQ(Int(entries_read) - before, 0) << "running-index entries read by one consume";
+  Conn().Execute("commit", "COMMIT");
+}
+
 TEST_F(QueueTest, PublishBulkReturnsIdsInOrderWithEachJobsSettings) {
   db::Result r = Conn().Query("bulk",
                               "SELECT job_id FROM jobs.publish_bulk(ARRAY["

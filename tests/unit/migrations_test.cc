@@ -19,6 +19,7 @@ TEST(BundledMigrations, AreNumberedFromOneWithoutGaps) {
   EXPECT_EQ(migrations[3].name, "next_due");
   EXPECT_EQ(migrations[4].name, "lean_hot_path");
   EXPECT_EQ(migrations[5].name, "leaner_consume_and_ack");
+  EXPECT_EQ(migrations[6].name, "indexed_expiry_check");
 }
 
 TEST(BundledMigrations, NeverManageTheirOwnTransaction) {
