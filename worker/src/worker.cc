@@ -612,7 +612,7 @@ struct Worker::Impl {
       const double seconds = Since(start);
       finished += static_cast<int>(results.size());
       finished_seconds = seconds / results.size();
-      for (Result& r : results) Finish(std::move(r), seconds, seconds / results.size());
+      for (Result& r : results) Finish(std::move(r), seconds, finished_seconds);
     }
   }
 
