@@ -22,21 +22,36 @@ class MigrateTest : public ::testing::Test {
 
 const std::vector<migrate::Migration>& All() { return migrate::BundledMigrations(); }
 
+// The bundled versions from `first` on, as Apply() reports them.
+std::vector<int> VersionsFrom(int first) {
+  std::vector<int> versions;
+  for (const auto& m : All()) {
+    if (m.version >= first) versions.push_back(m.version);
+  }
+  return versions;
+}
+
+// "1queue,2stats,...", as jobs.schema_migrations lists the bundled versions.
+std::string History() {
+  std::string out;
+  for (const auto& m : All()) out += (out.empty() ? "" : ",") + std::to_string(m.version) + m.name;
+  return out;
+}
+
 TEST_F(MigrateTest, InstallsEveryVersionThenIsANoOp) {
-  EXPECT_EQ(migrate::Apply(*conn_, All()), (std::vector<int>{1, 2, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(migrate::Apply(*conn_, All()), VersionsFrom(1));
   EXPECT_EQ(Value("SELECT string_agg(version || name, ',' ORDER BY version) FROM "
                   "jobs.schema_migrations"),
-            "1queue,2stats,3workers,4next_due,5lean_hot_path,6leaner_consume_and_ack,"
-            "7indexed_expiry_check");
+            History());
   EXPECT_TRUE(migrate::Apply(*conn_, All()).empty());
   const auto status = migrate::Status(*conn_, All());
-  ASSERT_EQ(status.size(), 7u);
+  ASSERT_EQ(status.size(), All().size());
   for (const auto& v : status) EXPECT_TRUE(v.applied_at.has_value()) << v.version;
 }
 
 TEST_F(MigrateTest, StatusListsPendingVersionsWithoutChangingAnything) {
   const auto status = migrate::Status(*conn_, All());
-  ASSERT_EQ(status.size(), 7u);
+  ASSERT_EQ(status.size(), All().size());
   EXPECT_FALSE(status[0].applied_at.has_value());
   EXPECT_EQ(status[1].name, "stats");
   EXPECT_EQ(Value("SELECT count(*) FROM pg_namespace WHERE nspname = 'jobs'"), "0");
@@ -49,7 +64,7 @@ TEST_F(MigrateTest, UpgradesAFirstVersionInstallInPlace) {
     SELECT jobs.publish('b');
     SELECT jobs.ack(job_id) FROM jobs.consume(2, ARRAY['a']) LIMIT 1;
   )sql");
-  EXPECT_EQ(migrate::Apply(*conn_, All()), (std::vector<int>{2, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(migrate::Apply(*conn_, All()), VersionsFrom(2));
   // The counters start from the rows already queued; history from before has no watermark.
   EXPECT_EQ(Value("SELECT string_agg(task || ready || '/' || running, ',' ORDER BY task) FROM "
                   "jobs.stats_queue"),
@@ -57,6 +72,32 @@ TEST_F(MigrateTest, UpgradesAFirstVersionInstallInPlace) {
   EXPECT_EQ(Value("SELECT count(*) || '/' || count(finished_xid) FROM jobs.job"), "1/0");
   conn_->Execute("work on version 2", "SELECT jobs.ack(job_id) FROM jobs.consume(1)");
   EXPECT_EQ(Value("SELECT count(*) || '/' || count(finished_xid) FROM jobs.job"), "2/1");
+}
+
+// Jobs that version 7 accepted and that version 8 refuses: none is dropped silently, and none
+// may stop the queue after the upgrade.
+TEST_F(MigrateTest, UpgradingToVersion8RepairsOrFinishesPoisonJobs) {
+  migrate::Apply(*conn_, All(), 7);
+  conn_->Execute("poison accepted by version 7", R"sql(
+    SELECT jobs.publish('nan', i_timeout => 'NaN');
+    SELECT jobs.publish('soon', i_scheduled_at => '-infinity');
+    SELECT jobs.publish('never', i_scheduled_at => 'infinity');
+    SELECT jobs.publish(' ');
+    SELECT jobs.publish('fine');
+  )sql");
+  EXPECT_EQ(migrate::Apply(*conn_, All()), VersionsFrom(8));
+  EXPECT_EQ(
+      Value("SELECT string_agg(task || ' ' || timeout || ' ' || (scheduled_at = published_at), "
+            "', ' ORDER BY job_id) FROM jobs.job_queue"),
+      "nan 60.00 true, soon 60.00 true, fine 60.00 true");
+  EXPECT_EQ(Value("SELECT string_agg(quote_literal(task) || ' ' || status || ': ' || "
+                  "(tracebacks->-1->>'error'), '; ' ORDER BY job_id) FROM jobs.job"),
+            "'never' failure: refused by pgjobs migration 8: scheduled_at was infinity, so the "
+            "job could never run; ' ' failure: refused by pgjobs migration 8: the task name was "
+            "blank, so the job could never run");
+  EXPECT_EQ(Value("SELECT string_agg(task || ready, ',' ORDER BY task) FROM jobs.stats_queue"),
+            "fine1,nan1,soon1");
+  EXPECT_EQ(Value("SELECT count(*) FROM jobs.consume(10)"), "3");
 }
 
 TEST_F(MigrateTest, AFailingMigrationLeavesTheDatabaseAsItWas) {
@@ -76,7 +117,7 @@ TEST_F(MigrateTest, AFailingMigrationLeavesTheDatabaseAsItWas) {
   }
   // All or nothing: every earlier version, applied in the same run, is rolled back too.
   EXPECT_EQ(Value("SELECT count(*) FROM pg_namespace WHERE nspname = 'jobs'"), "0");
-  EXPECT_EQ(migrate::Apply(*conn_, All()), (std::vector<int>{1, 2, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(migrate::Apply(*conn_, All()), VersionsFrom(1));
   EXPECT_THROW(migrate::Apply(*conn_, broken), db::DbError);
   EXPECT_EQ(Value("SELECT to_regclass('jobs.half_done') IS NULL"), "t");
   EXPECT_EQ(Value("SELECT max(version) FROM jobs.schema_migrations"), std::to_string(latest));
@@ -104,8 +145,8 @@ TEST_F(MigrateTest, RefusesADatabaseNewerThanItKnows) {
     migrate::Apply(*conn_, older);
     FAIL() << "expected a newer database to be refused";
   } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()),
-              "database is at version 7, newer than this jobs-migrate knows (1)");
+    EXPECT_EQ(std::string(e.what()), "database is at version " + std::to_string(All().size()) +
+                                         ", newer than this jobs-migrate knows (1)");
   }
 }
 
@@ -123,7 +164,7 @@ TEST_F(MigrateTest, ConcurrentRunsApplyEachVersionOnce) {
   for (const auto& a : applied) {
     if (!a.empty()) {
       ++runs_that_applied;
-      EXPECT_EQ(a, (std::vector<int>{1, 2, 3, 4, 5, 6, 7}));
+      EXPECT_EQ(a, VersionsFrom(1));
     }
   }
   EXPECT_EQ(runs_that_applied, 1);

@@ -314,21 +314,22 @@ TEST_F(QueueTest, BadInputIsRefusedWithAClearErrorAndLeavesNoTrace) {
 
   const std::vector<BadCall> calls = {
       {"SELECT jobs.publish(NULL)", "22023",
-       "jobs.publish: task must be a non-empty string, got NULL"},
-      {"SELECT jobs.publish('')", "22023", "jobs.publish: task must be a non-empty string, got ''"},
+       "jobs.publish: task must be a non-blank string, got NULL"},
+      {"SELECT jobs.publish('')", "22023", "jobs.publish: task must be a non-blank string, got ''"},
       {"SELECT jobs.publish('t', i_timeout => 0)", "22023",
-       "jobs.publish: timeout must be a positive number of seconds, got 0"},
+       "jobs.publish: timeout must be a number of seconds from 0.01 to 99999.99, got 0"},
       {"SELECT jobs.publish('t', i_timeout => -3)", "22023",
-       "jobs.publish: timeout must be a positive number of seconds, got -3"},
+       "jobs.publish: timeout must be a number of seconds from 0.01 to 99999.99, got -3"},
       {"SELECT jobs.publish('t', i_max_retries => -1)", "22023",
        "jobs.publish: max_retries must be zero or more, got -1"},
       {"SELECT * FROM jobs.publish_bulk(ARRAY[('ok', NULL, NULL, NULL, NULL, NULL), "
        "('ok', NULL, NULL, 0, NULL, NULL)]::jobs.bulk_job[])",
        "22023",
-       "jobs.publish_bulk: element 2: timeout must be a positive number of seconds, got 0"},
+       "jobs.publish_bulk: element 2: timeout must be a number of seconds from 0.01 to 99999.99, "
+       "got 0"},
       {"SELECT * FROM jobs.publish_bulk(ARRAY[(NULL, NULL, NULL, NULL, NULL, "
        "NULL)]::jobs.bulk_job[])",
-       "22023", "jobs.publish_bulk: element 1: task must be a non-empty string, got NULL"},
+       "22023", "jobs.publish_bulk: element 1: task must be a non-blank string, got NULL"},
       {"SELECT jobs.ack(" + p + ")", "55000",
        "jobs.ack: job " + p + " is not running (it is pending)"},
       {"SELECT jobs.ack(" + d + ")", "55000",

@@ -1,5 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <filesystem>
+
 #include "pgjobs/migrate/migrator.h"
 
 namespace pgjobs::migrate {
@@ -13,13 +18,27 @@ TEST(BundledMigrations, AreNumberedFromOneWithoutGaps) {
     EXPECT_FALSE(migrations[i].name.empty());
     EXPECT_FALSE(migrations[i].sql.empty());
   }
-  EXPECT_EQ(migrations[0].name, "queue");
-  EXPECT_EQ(migrations[1].name, "stats");
-  EXPECT_EQ(migrations[2].name, "workers");
-  EXPECT_EQ(migrations[3].name, "next_due");
-  EXPECT_EQ(migrations[4].name, "lean_hot_path");
-  EXPECT_EQ(migrations[5].name, "leaner_consume_and_ack");
-  EXPECT_EQ(migrations[6].name, "indexed_expiry_check");
+}
+
+// Every sql/NNN_name.sql is bundled, in order: a file left out of common/CMakeLists.txt would
+// otherwise never reach a database.
+TEST(BundledMigrations, AreEveryFileOfTheSqlFolder) {
+  std::vector<std::string> files;
+  for (const auto& entry : std::filesystem::directory_iterator(PGJOBS_SOURCE_DIR "/sql")) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() > 4 && std::isdigit(static_cast<unsigned char>(name[0])) &&
+        name.ends_with(".sql")) {
+      files.push_back(name);
+    }
+  }
+  std::sort(files.begin(), files.end());
+  std::vector<std::string> bundled;
+  for (const auto& m : BundledMigrations()) {
+    char prefix[8];
+    std::snprintf(prefix, sizeof prefix, "%03d_", m.version);
+    bundled.push_back(prefix + m.name + ".sql");
+  }
+  EXPECT_EQ(bundled, files);
 }
 
 TEST(BundledMigrations, NeverManageTheirOwnTransaction) {
