@@ -1,5 +1,11 @@
 // db::Connection's pipelines against a real server: one round trip, one transaction, and the
 // outcome of each statement.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <thread>
 
@@ -99,6 +105,115 @@ TEST_F(PipelineTest, ALostConnectionIsACommitOfUnknownOutcome) {
   }
   killer.join();
   EXPECT_FALSE(Conn().IsOpen());
+}
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+using DeadlineTest = PgTest;
+
+// A slow statement is cancelled at the deadline; the server answers the cancel. The connection
+// is then given up, as a late cancel would hit its next statement.
+TEST_F(DeadlineTest, AStatementRunningAtTheDeadlineIsCancelled) {
+  Conn().SetDeadline(Clock::now() + std::chrono::milliseconds(300));
+  const auto start = Clock::now();
+  try {
+    Conn().Query("sleep", "SELECT pg_sleep(5)");
+    ADD_FAILURE() << "expected the deadline to cancel the statement";
+  } catch (const db::DbError& e) {
+    EXPECT_EQ(e.SqlState(), "57014") << e.what();
+    EXPECT_TRUE(e.TimedOut());
+    EXPECT_TRUE(e.ConnectionBroken());
+  }
+  EXPECT_LT(SecondsSince(start), 1.0);
+  EXPECT_FALSE(Conn().IsOpen());
+}
+
+// A backend that cannot run (stopped, as by SIGSTOP or a frozen host) answers neither the
+// statement nor the cancel: the call still returns by the deadline plus the cancel grace.
+TEST_F(DeadlineTest, AStoppedBackendIsAbandonedByTheDeadline) {
+  for (const char* kind : {"query", "pipeline"}) {
+    db::Connection conn = Connect();
+    const pid_t backend = conn.BackendPid();
+    ASSERT_EQ(kill(backend, SIGSTOP), 0);
+    conn.SetDeadline(Clock::now() + std::chrono::milliseconds(300));
+    const auto start = Clock::now();
+    try {
+      if (std::string(kind) == "query") {
+        conn.Query("stats", "SELECT 1");
+      } else {
+        conn.RunInOneTransaction({{"work", "SELECT 1", {}}});
+      }
+      ADD_FAILURE() << kind << ": expected the call to be abandoned";
+    } catch (const db::DbError& e) {
+      EXPECT_TRUE(e.TimedOut()) << e.what();
+      EXPECT_TRUE(e.ConnectionBroken()) << e.what();
+      EXPECT_EQ(e.Statement(), std::string(kind) == "query" ? "stats" : "commit");
+      EXPECT_NE(std::string(e.what()).find("no answer from the server by the deadline"),
+                std::string::npos)
+          << e.what();
+    }
+    const double took = SecondsSince(start);
+    kill(backend, SIGCONT);
+    EXPECT_GT(took, 0.25) << kind;
+    EXPECT_LT(took, 1.0) << kind;
+    EXPECT_FALSE(conn.IsOpen()) << kind;
+  }
+}
+
+// call_timeout bounds every call without an explicit deadline.
+TEST_F(DeadlineTest, CallTimeoutBoundsEachCall) {
+  db::Connection conn(
+      db::ConnectOptions{.dsn = dsn_, .call_timeout = std::chrono::milliseconds(200)});
+  const auto start = Clock::now();
+  EXPECT_THROW(conn.Query("sleep", "SELECT pg_sleep(3)"), db::DbError);
+  EXPECT_LT(SecondsSince(start), 1.0);
+  db::Connection next(
+      db::ConnectOptions{.dsn = dsn_, .call_timeout = std::chrono::milliseconds(200)});
+  EXPECT_EQ(next.Query("quick", "SELECT 2").Int(0, 0), 2);
+  EXPECT_EQ(next.Query("quick again", "SELECT 3").Int(0, 0), 3) << "each call gets its own time";
+}
+
+// A server that accepts the TCP connection and never answers: connect_timeout is ours to keep.
+TEST(ConnectTest, ASilentServerTimesOutTheConnect) {
+  const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener, 8), 0);
+  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string dsn =
+      "postgresql://u:secret@127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/db";
+  const auto start = Clock::now();
+  try {
+    db::Connection conn(
+        db::ConnectOptions{.dsn = dsn, .connect_timeout = std::chrono::milliseconds(300)});
+    ADD_FAILURE() << "expected the connect to time out";
+  } catch (const db::DbError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "connecting to postgresql://u:***@127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) +
+                  "/db: timed out after 300 ms");
+    EXPECT_TRUE(e.ConnectionBroken());
+  }
+  EXPECT_LT(SecondsSince(start), 1.0);
+  close(listener);
+}
+
+TEST(CheckDsnTest, AMalformedDsnIsRefusedWithoutConnecting) {
+  try {
+    db::CheckDsn("host=x port");
+    ADD_FAILURE() << "expected a malformed DSN to be refused";
+  } catch (const db::DbError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "connecting to host=x port: invalid DSN: missing \"=\" after \"port\" in "
+              "connection info string");
+  }
+  EXPECT_NO_THROW(db::CheckDsn("postgresql://u:p@h/db"));
 }
 
 }  // namespace

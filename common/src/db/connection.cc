@@ -1,13 +1,16 @@
 #include "pgjobs/db/connection.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <mutex>
+#include <thread>
 
 #include "pgjobs/db/dsn.h"
 
@@ -89,27 +92,94 @@ int Result::ColumnIndex(std::string_view name) const {
 
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
 // libpq's last error without its trailing newline.
 std::string TrimmedError(const PGconn* conn) {
-  std::string message = PQerrorMessage(conn);
+  std::string message = conn != nullptr ? PQerrorMessage(conn) : "";
   while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) {
     message.pop_back();
   }
   return message.empty() ? "connection lost" : message;
 }
 
+// Milliseconds from now until `until`, for poll(): at least 0, at most a minute per wait (the
+// caller loops).
+int PollTimeout(Clock::time_point until) {
+  if (until == Clock::time_point::max()) return 60000;
+  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(until - Clock::now()).count();
+  return static_cast<int>(std::clamp<long long>(ms, 0, 60000));
+}
+
+// Cancel requests in flight. PQcancel opens a connection of its own and blocks without a
+// timeout of its own, so it runs on a thread that the caller never waits for; this bounds how
+// many such threads a server that accepts but never answers can hold.
+std::atomic<int> cancels_in_flight{0};
+constexpr int kMaxCancelsInFlight = 8;
+
 }  // namespace
+
+void CheckDsn(const std::string& dsn) {
+  // libpq takes a string without '=' as a bare database name; parse first so that a malformed
+  // DSN is reported as such rather than as a failed connection to a local socket.
+  char* parse_error = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(dsn.c_str(), &parse_error);
+  if (parsed == nullptr) {
+    std::string reason = parse_error != nullptr ? parse_error : "out of memory";
+    PQfreemem(parse_error);
+    while (!reason.empty() && reason.back() == '\n') reason.pop_back();
+    throw DbError("connecting to " + RedactDsn(dsn) + ": invalid DSN: " + reason, "", "connect",
+                  true);
+  }
+  PQconninfoFree(parsed);
+}
 
 struct Connection::Impl {
   PGconn* conn = nullptr;
-  // Cancel() runs on other threads; the cancel object is replaced only under this mutex.
+  // Cancel() runs on other threads: the cancel object is shared with the thread that sends it.
   std::mutex cancel_mutex;
-  PGcancel* cancel = nullptr;
+  std::shared_ptr<PGcancel> cancel;
   bool broken = false;
+  std::chrono::milliseconds call_timeout{0};
+  std::optional<Clock::time_point> deadline;
+  // The deadline of the call in progress, fixed when it starts.
+  Clock::time_point call_deadline = Clock::time_point::max();
 
   ~Impl() {
-    if (cancel != nullptr) PQfreeCancel(cancel);
     if (conn != nullptr) PQfinish(conn);
+  }
+
+  // Fixes the deadline of a call that starts now.
+  void StartCall() {
+    call_deadline = deadline.value_or(Clock::time_point::max());
+    if (call_timeout.count() > 0) {
+      call_deadline = std::min(call_deadline, Clock::now() + call_timeout);
+    }
+  }
+
+  // Sends a cancel request from a thread of its own. The connection is given up afterwards: the
+  // request may reach the server after the statement it meant has ended, and would then cancel
+  // the next one.
+  void SendCancel() noexcept {
+    broken = true;
+    std::shared_ptr<PGcancel> c;
+    {
+      std::lock_guard<std::mutex> lock(cancel_mutex);
+      c = cancel;
+    }
+    if (!c || cancels_in_flight.fetch_add(1) >= kMaxCancelsInFlight) {
+      if (c) --cancels_in_flight;
+      return;
+    }
+    try {
+      std::thread([c] {
+        char error[256];
+        PQcancel(c.get(), error, sizeof error);
+        --cancels_in_flight;
+      }).detach();
+    } catch (const std::system_error&) {
+      --cancels_in_flight;  // no thread to spare: the deadline still abandons the connection
+    }
   }
 
   // Turns a failed result (or none) into a DbError: "<statement>: <message> (<detail>) hint:
@@ -143,6 +213,87 @@ struct Connection::Impl {
                    primary);
   }
 
+  // The server neither answered by the deadline nor to the cancel: nothing more can be read from
+  // this connection in order, so it is given up.
+  [[noreturn]] void Abandon(std::string_view name) {
+    broken = true;
+    throw DbError(std::string(name) +
+                      ": no answer from the server by the deadline, nor to a cancel request; "
+                      "the connection was abandoned [SQLSTATE 57014]",
+                  "57014", std::string(name), true);
+  }
+
+  // Waits until the socket is ready for `events`, or until `until`. False on timeout.
+  bool WaitSocket(short events, Clock::time_point until) {
+    pollfd fd{PQsocket(conn), events, 0};
+    for (;;) {
+      const int ready = poll(&fd, 1, PollTimeout(until));
+      if (ready > 0) return true;
+      if (ready < 0 && errno != EINTR) return true;  // let libpq see and report the error
+      if (Clock::now() >= until) return false;
+    }
+  }
+
+  // Runs `wait_once(until)` until it reports done, enforcing the call's deadline: at the
+  // deadline the statement is cancelled, and kCancelGrace later the connection is abandoned.
+  template <typename Step>
+  void UntilDone(std::string_view name, Step&& step) {
+    Clock::time_point until = call_deadline;
+    bool cancelled = false;
+    for (;;) {
+      if (step(until)) return;
+      if (Clock::now() < until) continue;
+      if (cancelled) Abandon(name);
+      SendCancel();
+      cancelled = true;
+      until = Clock::now() + Connection::kCancelGrace;
+    }
+  }
+
+  // Sends what libpq has buffered (non-blocking mode), reading meanwhile as the protocol
+  // requires, within the call's deadline.
+  void Flush(std::string_view name) {
+    UntilDone(name, [&](Clock::time_point until) {
+      const int left = PQflush(conn);
+      if (left == 0) return true;
+      if (left < 0) {
+        broken = true;
+        Fail(name, nullptr);
+      }
+      if (WaitSocket(POLLIN | POLLOUT, until) && PQconsumeInput(conn) == 0) {
+        broken = true;
+        Fail(name, nullptr);
+      }
+      return false;
+    });
+  }
+
+  // The next result of the call in progress (nullptr at the end of one statement's results),
+  // waiting for it within the call's deadline.
+  PGresult* NextResult(std::string_view name) {
+    UntilDone(name, [&](Clock::time_point until) {
+      if (!PQisBusy(conn)) return true;
+      if (WaitSocket(POLLIN, until) && PQconsumeInput(conn) == 0) {
+        broken = true;
+        Fail(name, nullptr);
+      }
+      return false;
+    });
+    return PQgetResult(conn);
+  }
+
+  // Sends a query that `send` queued, then returns its one result.
+  template <typename Send>
+  Result Call(std::string_view name, Send&& send) {
+    StartCall();
+    if (send() == 0) Fail(name, nullptr);
+    Flush(name);
+    PGresult* result = NextResult(name);
+    // Drain the end of the statement's results; a second result is an error only in theory.
+    while (PGresult* extra = NextResult(name)) PQclear(extra);
+    return Check(name, result);
+  }
+
   Result Check(std::string_view name, PGresult* result) {
     const ExecStatusType status = result != nullptr ? PQresultStatus(result) : PGRES_FATAL_ERROR;
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) Fail(name, result);
@@ -151,55 +302,61 @@ struct Connection::Impl {
 };
 
 Connection::Connection(const ConnectOptions& options) : impl_(std::make_unique<Impl>()) {
-  // libpq takes a string without '=' as a bare database name; parse first so that a malformed DSN
-  // is reported as such rather than as a failed connection to a local socket.
-  char* parse_error = nullptr;
-  PQconninfoOption* parsed = PQconninfoParse(options.dsn.c_str(), &parse_error);
-  if (parsed == nullptr) {
-    std::string reason = parse_error != nullptr ? parse_error : "out of memory";
-    PQfreemem(parse_error);
-    while (!reason.empty() && reason.back() == '\n') reason.pop_back();
-    throw DbError("connecting to " + RedactDsn(options.dsn) + ": invalid DSN: " + reason, "",
-                  "connect", true);
-  }
-  PQconninfoFree(parsed);
-  const std::string timeout =
-      std::to_string(std::max<long long>(1, (options.connect_timeout.count() + 999) / 1000));
-  const char* keys[] = {"dbname", "application_name", "connect_timeout", nullptr};
-  const char* values[] = {options.dsn.c_str(), options.application_name.c_str(), timeout.c_str(),
-                          nullptr};
+  CheckDsn(options.dsn);
+  impl_->call_timeout = options.call_timeout;
+  const char* keys[] = {"dbname", "application_name", nullptr};
+  const char* values[] = {options.dsn.c_str(), options.application_name.c_str(), nullptr};
   // expand_dbname=1: the dsn is a full connection string; later keys fill in what it omits.
-  impl_->conn = PQconnectdbParams(keys, values, 1);
+  impl_->conn = PQconnectStartParams(keys, values, 1);
   if (impl_->conn == nullptr) {
     throw DbError("connecting to " + RedactDsn(options.dsn) + ": out of memory", "", "connect",
                   true);
   }
-  if (PQstatus(impl_->conn) != CONNECTION_OK) {
-    throw DbError("connecting to " + RedactDsn(options.dsn) + ": " + TrimmedError(impl_->conn),
-                  "08001", "connect", true);
+  auto failed = [&](const std::string& reason) {
+    return DbError("connecting to " + RedactDsn(options.dsn) + ": " + reason, "08001", "connect",
+                   true);
+  };
+  // libpq enforces connect_timeout only when it blocks itself; here every wait is ours.
+  const Clock::time_point until = Clock::now() + options.connect_timeout;
+  PostgresPollingStatusType polling = PGRES_POLLING_WRITING;
+  while (PQstatus(impl_->conn) != CONNECTION_BAD && polling != PGRES_POLLING_OK &&
+         polling != PGRES_POLLING_FAILED) {
+    const short events = polling == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+    if (!impl_->WaitSocket(events, until)) {
+      throw failed("timed out after " + std::to_string(options.connect_timeout.count()) + " ms");
+    }
+    polling = PQconnectPoll(impl_->conn);
   }
-  impl_->cancel = PQgetCancel(impl_->conn);
+  if (PQstatus(impl_->conn) != CONNECTION_OK) throw failed(TrimmedError(impl_->conn));
+  // Non-blocking: a send that the server does not read (a stopped backend) must not block us.
+  PQsetnonblocking(impl_->conn, 1);
+  impl_->cancel = std::shared_ptr<PGcancel>(PQgetCancel(impl_->conn), [](PGcancel* c) {
+    if (c != nullptr) PQfreeCancel(c);
+  });
 }
 
 Connection::~Connection() = default;
 Connection::Connection(Connection&&) noexcept = default;
 Connection& Connection::operator=(Connection&&) noexcept = default;
 
+void Connection::SetDeadline(std::optional<Clock::time_point> deadline) {
+  impl_->deadline = deadline;
+}
+
 void Connection::Execute(std::string_view name, const std::string& sql) {
-  PGresult* last = nullptr;
+  impl_->StartCall();
   if (PQsendQuery(impl_->conn, sql.c_str()) == 0) impl_->Fail(name, nullptr);
-  // The simple protocol returns one result per statement; keep the first error, or the last.
+  impl_->Flush(name);
+  // The simple protocol returns one result per statement; keep the first error.
   PGresult* failed = nullptr;
-  while (PGresult* result = PQgetResult(impl_->conn)) {
+  while (PGresult* result = impl_->NextResult(name)) {
     const ExecStatusType status = PQresultStatus(result);
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && failed == nullptr) {
       failed = result;
       continue;
     }
-    if (last != nullptr) PQclear(last);
-    last = result;
+    PQclear(result);
   }
-  if (last != nullptr) PQclear(last);
   if (failed != nullptr) impl_->Fail(name, failed);
   if (PQstatus(impl_->conn) == CONNECTION_BAD) impl_->Fail(name, nullptr);
 }
@@ -218,25 +375,30 @@ struct ParamArrays {
 
 Result Connection::Query(std::string_view name, const std::string& sql, const Params& params) {
   ParamArrays arrays(params);
-  return impl_->Check(name, PQexecParams(impl_->conn, sql.c_str(), static_cast<int>(params.size()),
-                                         nullptr, arrays.values.data(), nullptr, nullptr, 0));
+  return impl_->Call(name, [&] {
+    return PQsendQueryParams(impl_->conn, sql.c_str(), static_cast<int>(params.size()), nullptr,
+                             arrays.values.data(), nullptr, nullptr, 0);
+  });
 }
 
 void Connection::Prepare(const std::string& name, const std::string& sql) {
-  impl_->Check(name, PQprepare(impl_->conn, name.c_str(), sql.c_str(), 0, nullptr));
+  impl_->Call(name,
+              [&] { return PQsendPrepare(impl_->conn, name.c_str(), sql.c_str(), 0, nullptr); });
 }
 
 Result Connection::QueryPrepared(const std::string& name, const Params& params) {
   ParamArrays arrays(params);
-  return impl_->Check(name,
-                      PQexecPrepared(impl_->conn, name.c_str(), static_cast<int>(params.size()),
-                                     arrays.values.data(), nullptr, nullptr, 0));
+  return impl_->Call(name, [&] {
+    return PQsendQueryPrepared(impl_->conn, name.c_str(), static_cast<int>(params.size()),
+                               arrays.values.data(), nullptr, nullptr, 0);
+  });
 }
 
 PipelineOutcome Connection::RunPipeline(const std::vector<Statement>& statements) {
   PGconn* conn = impl_->conn;
   PipelineOutcome outcome;
   if (statements.empty()) return outcome;
+  impl_->StartCall();
   if (PQenterPipelineMode(conn) == 0) impl_->Fail(statements.front().name, nullptr);
   for (const Statement& s : statements) {
     ParamArrays arrays(s.params);
@@ -246,50 +408,50 @@ PipelineOutcome Connection::RunPipeline(const std::vector<Statement>& statements
       impl_->Fail(s.name, nullptr);
     }
   }
-  if (PQpipelineSync(conn) == 0) {
-    impl_->broken = true;
-    impl_->Fail("commit", nullptr);
-  }
   outcome.results.resize(statements.size());
   PGresult* failed = nullptr;
-  PGresult* lost = nullptr;
-  bool connection_lost = false;
-  // Each statement's results end with a null; the sync point's own result ends them all.
-  for (size_t index = 0;;) {
-    PGresult* r = PQgetResult(conn);
-    if (r == nullptr) {
-      if (PQstatus(conn) == CONNECTION_BAD || ++index > statements.size()) {
-        connection_lost = true;
+  try {
+    if (PQpipelineSync(conn) == 0) {
+      impl_->broken = true;
+      impl_->Fail("commit", nullptr);
+    }
+    impl_->Flush("commit");
+    // Each statement's results end with a null; the sync point's own result ends them all.
+    for (size_t index = 0;;) {
+      PGresult* r = impl_->NextResult("commit");
+      if (r == nullptr) {
+        if (PQstatus(conn) == CONNECTION_BAD || ++index > statements.size()) {
+          impl_->broken = true;
+          impl_->Fail("commit", nullptr);
+        }
+        continue;
+      }
+      const ExecStatusType status = PQresultStatus(r);
+      if (status == PGRES_PIPELINE_SYNC) {
+        PQclear(r);
         break;
       }
-      continue;
+      if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
+        // index < size here: the loop stops once every statement's results have ended.
+        outcome.results[index] = Result(std::make_shared<const Result::Impl>(r));
+      } else if (status == PGRES_PIPELINE_ABORTED) {
+        PQclear(r);  // skipped after an earlier failure
+      } else if (PQstatus(conn) == CONNECTION_BAD) {
+        impl_->broken = true;
+        impl_->Fail("commit", r);
+      } else if (failed == nullptr) {
+        failed = r;
+        outcome.failed = index;
+      } else {
+        PQclear(r);
+      }
     }
-    const ExecStatusType status = PQresultStatus(r);
-    if (status == PGRES_PIPELINE_SYNC) {
-      PQclear(r);
-      break;
-    }
-    if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
-      // index < size here: the loop stops once every statement's results have ended.
-      outcome.results[index] = Result(std::make_shared<const Result::Impl>(r));
-    } else if (status == PGRES_PIPELINE_ABORTED) {
-      PQclear(r);  // skipped after an earlier failure
-    } else if (PQstatus(conn) == CONNECTION_BAD) {
-      lost = r;
-      connection_lost = true;
-      break;
-    } else if (failed == nullptr) {
-      failed = r;
-      outcome.failed = index;
-    } else {
-      PQclear(r);
-    }
-  }
-  if (connection_lost) {
-    // The sync point may or may not have committed: report it as the commit that failed.
+  } catch (const DbError&) {
+    // Lost (or abandoned) once the sync point was sent: it may or may not have committed, so it
+    // is reported as the commit that failed (CommitOutcomeUnknown).
     if (failed != nullptr) PQclear(failed);
     impl_->broken = true;
-    impl_->Fail("commit", lost);
+    throw;
   }
   PQexitPipelineMode(conn);
   if (failed != nullptr) outcome.error = impl_->ErrorOf(statements[*outcome.failed].name, failed);
@@ -302,12 +464,7 @@ std::vector<Result> Connection::RunInOneTransaction(const std::vector<Statement>
   return std::move(outcome.results);
 }
 
-void Connection::Cancel() noexcept {
-  std::lock_guard<std::mutex> lock(impl_->cancel_mutex);
-  if (impl_->cancel == nullptr) return;
-  char error[256];
-  PQcancel(impl_->cancel, error, sizeof error);
-}
+void Connection::Cancel() noexcept { impl_->SendCancel(); }
 
 bool Connection::IsOpen() const {
   return impl_ && !impl_->broken && PQstatus(impl_->conn) == CONNECTION_OK;

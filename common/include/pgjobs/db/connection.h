@@ -75,15 +75,33 @@ struct ConnectOptions {
   std::string application_name = "pgjobs";
   /// Gives up connecting after this long.
   std::chrono::milliseconds connect_timeout{5000};
+  /// Every call returns within this long (0: no limit of its own); see Connection::SetDeadline.
+  std::chrono::milliseconds call_timeout{0};
 };
+
+/// Throws DbError (statement "connect") when `dsn` is not a valid libpq connection string or
+/// URI, naming the problem and showing the DSN with its password redacted. Does not connect.
+void CheckDsn(const std::string& dsn);
 
 /// One libpq connection. Not thread-safe, except Cancel(), which any thread may call while
 /// another runs a statement. Every error is a DbError naming the statement; after an error with
 /// ConnectionBroken() the object must be replaced.
+///
+/// Every wait has a deadline that this class enforces itself, whatever the server or the
+/// network does: the earlier of SetDeadline's and the call's start plus call_timeout. At the
+/// deadline the running statement is cancelled; if the server has not answered kCancelGrace
+/// later (a stopped backend, a cut network), the connection is abandoned and the call throws a
+/// DbError that is TimedOut() and ConnectionBroken(). A connection that sent a cancel is not
+/// used again (IsOpen() is false): the cancel could arrive late and hit the next statement. So
+/// a server-side statement_timeout a little shorter than the deadline is the gentler limit,
+/// and this deadline the one that holds when the server cannot keep it.
 class Connection {
  public:
-  /// Connects, or throws DbError (ConnectionBroken) whose message shows the DSN with its password
-  /// redacted and libpq's reason.
+  /// How long a cancelled statement may take to answer before the connection is abandoned.
+  static constexpr std::chrono::milliseconds kCancelGrace{200};
+
+  /// Connects within connect_timeout, or throws DbError (ConnectionBroken) whose message shows
+  /// the DSN with its password redacted and libpq's reason.
   explicit Connection(const ConnectOptions& options);
   ~Connection();
   Connection(Connection&&) noexcept;
@@ -112,7 +130,13 @@ class Connection {
   /// back (to a savepoint, say). Throws only when the connection is lost, as statement "commit".
   PipelineOutcome RunPipeline(const std::vector<Statement>& statements);
 
-  /// Asks the server to cancel the statement running now; safe from any thread. Best effort.
+  /// Every call from now on returns by `deadline` (plus kCancelGrace); std::nullopt: only
+  /// call_timeout applies.
+  void SetDeadline(std::optional<std::chrono::steady_clock::time_point> deadline);
+
+  /// Asks the server to cancel the statement running now; safe from any thread, never blocks
+  /// (the request is sent from a thread of its own). Best effort. The connection is not used
+  /// again afterwards (see above).
   void Cancel() noexcept;
   /// False once a call found the connection broken.
   bool IsOpen() const;
