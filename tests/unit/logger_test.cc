@@ -1,3 +1,4 @@
+#include "pgjobs/log/failure_log.h"
 #include "pgjobs/log/logger.h"
 
 #include <gtest/gtest.h>
@@ -42,6 +43,21 @@ TEST(ParseLevelAndFormat, NameTheBadValue) {
   } catch (const pgjobs::Error& e) {
     EXPECT_STREQ(e.what(), "--log.level: expected one of debug, info, warn, error; got 'verbose'");
   }
+}
+
+TEST(FailureLog, LogsTheFirstFailureThenOneAMinuteThenTheRecovery) {
+  FailureLog log;
+  const FailureLog::Clock::time_point t0{};
+  using std::chrono::seconds;
+  EXPECT_EQ(log.Failed("queue", t0), 0);
+  EXPECT_EQ(log.Failed("queue", t0 + seconds(1)), std::nullopt);
+  EXPECT_EQ(log.Failed("queue", t0 + seconds(59)), std::nullopt);
+  EXPECT_EQ(log.Failed("tables", t0 + seconds(59)), 0) << "each key on its own";
+  EXPECT_EQ(log.Failed("queue", t0 + seconds(60)), 2) << "two were left out";
+  EXPECT_EQ(log.Failed("queue", t0 + seconds(61)), std::nullopt);
+  EXPECT_TRUE(log.Succeeded("queue"));
+  EXPECT_FALSE(log.Succeeded("queue")) << "the recovery is logged once";
+  EXPECT_EQ(log.Failed("queue", t0 + seconds(62)), 0) << "a new failure is logged at once";
 }
 
 }  // namespace
