@@ -6,8 +6,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <sstream>
+#include <thread>
 
 namespace pgjobs::testing {
 
@@ -100,6 +102,59 @@ std::string BasicAuthHeader(const std::string& user, const std::string& password
     out += '=';
   }
   return "Authorization: Basic " + out;
+}
+
+namespace {
+
+int ConnectLoopback(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+}  // namespace
+
+struct HostileClients::Impl {
+  int port;
+  std::vector<int> idle;
+  std::vector<int> slow;
+  std::atomic<bool> done{false};
+  std::thread drip;
+};
+
+HostileClients::HostileClients(int port, int idle, int slow) : impl_(std::make_unique<Impl>()) {
+  Impl& s = *impl_;
+  s.port = port;
+  for (int i = 0; i < idle; ++i) s.idle.push_back(ConnectLoopback(port));
+  for (int i = 0; i < slow; ++i) s.slow.push_back(ConnectLoopback(port));
+  s.drip = std::thread([&s] {
+    while (!s.done) {
+      for (int& fd : s.slow) {
+        if (fd >= 0 && send(fd, "G", 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1) continue;
+        if (fd >= 0) close(fd);
+        fd = ConnectLoopback(s.port);  // cut off by the server: come back, as an attacker would
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+}
+
+HostileClients::~HostileClients() {
+  impl_->done = true;
+  impl_->drip.join();
+  for (int fd : impl_->idle) {
+    if (fd >= 0) close(fd);
+  }
+  for (int fd : impl_->slow) {
+    if (fd >= 0) close(fd);
+  }
 }
 
 }  // namespace pgjobs::testing

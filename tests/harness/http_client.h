@@ -1,6 +1,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -21,7 +22,22 @@ HttpResponse HttpRaw(int port, const std::string& raw, int timeout_ms = 15000);
 HttpResponse HttpGet(int port, const std::string& path,
                      const std::vector<std::string>& headers = {}, int timeout_ms = 15000);
 
-/// "Basic base64(user:password)".
+/// Clients that hold connections without finishing a request, to show they starve nobody:
+/// `idle` connections that send nothing, and `slow` ones (slowloris) that send a request head a
+/// byte every 100 ms, reconnecting when the server closes them. All closed in the destructor.
+class HostileClients {
+ public:
+  HostileClients(int port, int idle, int slow);
+  ~HostileClients();
+  HostileClients(const HostileClients&) = delete;
+  HostileClients& operator=(const HostileClients&) = delete;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// "Authorization: Basic base64(user:password)".
 std::string BasicAuthHeader(const std::string& user, const std::string& password);
 
 }  // namespace pgjobs::testing

@@ -856,9 +856,9 @@ void Worker::Run() {
     return http::Response{503, "text/plain; charset=utf-8",
                           w.stopping ? "Stopping\n" : "Database unreachable\n"};
   };
-  w.server = std::make_unique<http::Server>(
-      http::ServerOptions{.listen_addresses = w.config.listen_addresses, .basic_auth_users = {}},
-      routes);
+  http::ServerOptions server_options;
+  server_options.listen_addresses = w.config.listen_addresses;
+  w.server = std::make_unique<http::Server>(server_options, routes);
   std::string ports;
   for (int port : w.server->Ports()) ports += (ports.empty() ? "" : ",") + std::to_string(port);
   std::string tasks;

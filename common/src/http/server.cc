@@ -1,49 +1,89 @@
 #include "pgjobs/http/server.h"
 
-#include <civetweb.h>
+#include <arpa/inet.h>
 #include <crypt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <mutex>
 #include <set>
+#include <thread>
+#include <unordered_map>
+
+#include "request_head.h"
 
 namespace pgjobs::http {
 
-std::string NormalizeListenAddress(std::string_view address) {
+ListenAddress ParseListenAddress(std::string_view address) {
   const std::string original(address);
-  if (address.starts_with("[")) {
-    throw Error("listen address '" + original +
-                "': IPv6 is not supported; listen on an IPv4 address such as 0.0.0.0:PORT");
-  }
+  auto fail = [&original](const std::string& problem) -> Error {
+    return Error("listen address '" + original + "': " + problem);
+  };
   const size_t colon = address.rfind(':');
-  if (colon == std::string_view::npos) {
-    throw Error("listen address '" + original + "': expected HOST:PORT or :PORT");
-  }
+  if (colon == std::string_view::npos) throw fail("expected HOST:PORT, [IPv6]:PORT or :PORT");
   std::string host(address.substr(0, colon));
   const std::string port(address.substr(colon + 1));
-  if (host.find(':') != std::string::npos) {
-    throw Error("listen address '" + original +
-                "': IPv6 is not supported; listen on an IPv4 address such as 0.0.0.0:PORT");
-  }
   char* end = nullptr;
+  errno = 0;
   const long number = std::strtol(port.c_str(), &end, 10);
-  if (port.empty() || *end != '\0' || number < 0 || number > 65535) {
-    throw Error("listen address '" + original + "': expected a port from 0 to 65535, got '" + port +
-                "'");
+  if (port.empty() || *end != '\0' || errno != 0 || number < 0 || number > 65535 ||
+      !std::isdigit(static_cast<unsigned char>(port[0]))) {
+    throw fail("expected a port from 0 to 65535, got '" + port + "'");
   }
-  if (host.empty()) host = "0.0.0.0";
-  if (host == "localhost") host = "127.0.0.1";
-  return host + ":" + std::to_string(number);
+  if (host.starts_with("[") && host.ends_with("]")) {
+    host = host.substr(1, host.size() - 2);
+    in6_addr v6{};
+    if (inet_pton(AF_INET6, host.c_str(), &v6) != 1) {
+      throw fail("expected an IPv6 address in brackets, got '" + host + "'");
+    }
+  } else if (host == "localhost") {
+    host = "127.0.0.1";
+  } else if (!host.empty()) {
+    in_addr v4{};
+    if (host.find(':') != std::string::npos) {
+      throw fail("write an IPv6 address in brackets, such as [::1]:PORT");
+    }
+    // inet_pton takes only the dotted quad, each part 0 to 255 (inet_aton would read
+    // 999.1.1.1 as 231.1.1.1).
+    if (inet_pton(AF_INET, host.c_str(), &v4) != 1) {
+      throw fail("expected an IP address such as 127.0.0.1 or [::1], or localhost, got '" + host +
+                 "'");
+    }
+  }
+  return {host, static_cast<int>(number)};
+}
+
+std::string NormalizeListenAddress(std::string_view address) {
+  const ListenAddress a = ParseListenAddress(address);
+  const std::string port = std::to_string(a.port);
+  if (a.host.empty()) return ":" + port;
+  if (a.host.find(':') != std::string::npos) return "[" + a.host + "]:" + port;
+  return a.host + ":" + port;
 }
 
 std::optional<std::pair<std::string, std::string>> ParseBasicAuth(std::string_view header) {
   constexpr std::string_view kPrefix = "Basic ";
   if (!header.starts_with(kPrefix)) return std::nullopt;
   std::string_view encoded = header.substr(kPrefix.size());
+  // Canonical base64 only: whole quads, padding only at the end. Anything after the padding
+  // would otherwise be ignored, and a header with junk appended would pass.
+  if (encoded.empty() || encoded.size() % 4 != 0) return std::nullopt;
   std::string decoded;
   unsigned buffer = 0;
   int bits = 0;
-  for (char c : encoded) {
+  size_t padding = 0;
+  for (size_t i = 0; i < encoded.size(); ++i) {
+    const char c = encoded[i];
     int v;
     if (c >= 'A' && c <= 'Z') {
       v = c - 'A';
@@ -55,11 +95,13 @@ std::optional<std::pair<std::string, std::string>> ParseBasicAuth(std::string_vi
       v = 62;
     } else if (c == '/') {
       v = 63;
-    } else if (c == '=') {
-      break;
+    } else if (c == '=' && i + 2 >= encoded.size()) {
+      ++padding;
+      continue;
     } else {
       return std::nullopt;
     }
+    if (padding > 0) return std::nullopt;  // data after padding
     buffer = (buffer << 6) | static_cast<unsigned>(v);
     bits += 6;
     if (bits >= 8) {
@@ -67,6 +109,9 @@ std::optional<std::pair<std::string, std::string>> ParseBasicAuth(std::string_vi
       decoded += static_cast<char>((buffer >> bits) & 0xff);
     }
   }
+  // crypt(3) reads a C string: a NUL would end the password early, so that "secret\0junk"
+  // would pass for "secret".
+  if (decoded.find('\0') != std::string::npos) return std::nullopt;
   const size_t colon = decoded.find(':');
   if (colon == std::string::npos) return std::nullopt;
   return std::make_pair(decoded.substr(0, colon), decoded.substr(colon + 1));
@@ -80,13 +125,173 @@ bool CheckPassword(const std::string& password, const std::string& hash) {
          std::memcmp(result, hash.c_str(), hash.size()) == 0;
 }
 
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kMaxHead = 16 * 1024;
+// epoll ids below this are the wake-up eventfd (0) and the listeners (1..).
+constexpr std::uint64_t kFirstConnectionId = 1 << 20;
+
+const char* Reason(int status) {
+  switch (status) {
+    case 200:
+      return "OK";
+    case 204:
+      return "No Content";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Status";
+  }
+}
+
+std::string Serialize(const Response& r, const HeaderList& extra, bool head_only, int minor,
+                      bool keep_alive) {
+  std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " + Reason(r.status) + "\r\n";
+  out += "Content-Type: " + r.content_type + "\r\n";
+  out += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
+  for (const auto& [name, value] : extra) out += name + ": " + value + "\r\n";
+  for (const auto& [name, value] : r.headers) out += name + ": " + value + "\r\n";
+  if (!keep_alive) {
+    out += "Connection: close\r\n";
+  } else if (minor == 0) {
+    out += "Connection: keep-alive\r\n";
+  }
+  out += "\r\n";
+  if (!head_only) out += r.body;
+  return out;
+}
+
+Response Text(int status, const std::string& body) {
+  return Response(status, "text/plain; charset=utf-8", body);
+}
+
+// One listening socket; for an empty host, IPv6 taking IPv4 too, or IPv4 where IPv6 is missing.
+int Listen(const ListenAddress& a, const std::string& shown) {
+  const bool any = a.host.empty();
+  const bool v6 = any || a.host.find(':') != std::string::npos;
+  int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  bool v4_fallback = false;
+  if (fd < 0 && any && errno == EAFNOSUPPORT) {
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    v4_fallback = true;
+  }
+  if (fd < 0) throw Error("cannot listen on " + shown + ": socket: " + std::strerror(errno));
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  int rc;
+  if (v6 && !v4_fallback) {
+    const int only = a.host.empty() || a.host == "::" ? 0 : 1;
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &only, sizeof only);
+    sockaddr_in6 addr{};
+    addr.sin6_family = AF_INET6;
+    addr.sin6_port = htons(static_cast<uint16_t>(a.port));
+    if (!any) inet_pton(AF_INET6, a.host.c_str(), &addr.sin6_addr);
+    rc = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  } else {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(a.port));
+    if (!any) inet_pton(AF_INET, a.host.c_str(), &addr.sin_addr);
+    rc = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  }
+  if (rc != 0 || listen(fd, 1024) != 0) {
+    const std::string reason = std::strerror(errno);
+    close(fd);
+    throw Error("cannot listen on " + shown + ": " + reason);
+  }
+  return fd;
+}
+
+}  // namespace
+
 struct Server::Impl {
+  enum class State { kReading, kHandling, kWriting };
+
+  struct Connection {
+    int fd = -1;
+    State state = State::kReading;
+    std::string in;
+    std::string out;
+    size_t sent = 0;
+    bool served = false;       // completed at least one request
+    bool close_after = false;  // close once `out` is sent
+    bool peer_done = false;    // the client shut down its sending side
+    Clock::time_point since;   // waiting for a request since, or the current request's first byte
+    Clock::time_point write_started;
+  };
+
+  struct Job {
+    std::uint64_t id;
+    Request request;
+    int minor_version;
+    bool keep_alive;
+  };
+  struct Done {
+    std::uint64_t id;
+    std::string bytes;
+    bool close;
+  };
+
   std::map<std::string, Handler> routes;
   std::map<std::string, std::string> users;
-  mg_context* ctx = nullptr;
+  HeaderList response_headers;
+  ServerOptions options;
+  size_t max_connections = 0;
+
+  std::vector<int> listeners;
+  int epoll_fd = -1;
+  int wake_fd = -1;
+  std::unordered_map<std::uint64_t, Connection> connections;
+  std::uint64_t next_id = kFirstConnectionId;
+  Clock::time_point last_sweep;
+
+  std::mutex mutex;  // guards jobs, done, stopping
+  std::condition_variable jobs_cv;
+  std::deque<Job> jobs;
+  std::deque<Done> done;
+  bool stopping = false;
+  std::thread loop_thread;
+  std::vector<std::thread> handler_threads;
+
   // bcrypt is deliberately slow; credentials that verified once are remembered (bounded).
   std::mutex verified_mutex;
   std::set<std::string> verified;
+
+  ~Impl() {
+    for (int fd : listeners) close(fd);
+    for (auto& [id, c] : connections) close(c.fd);
+    if (epoll_fd >= 0) close(epoll_fd);
+    if (wake_fd >= 0) close(wake_fd);
+  }
+
+  void Wake() {
+    const std::uint64_t one = 1;
+    (void)!write(wake_fd, &one, sizeof one);
+  }
+
+  // ---- handler threads -------------------------------------------------------------------
 
   bool Authorized(const Request& request) {
     if (users.empty()) return true;
@@ -95,7 +300,12 @@ struct Server::Impl {
     auto credentials = ParseBasicAuth(header->second);
     if (!credentials) return false;
     auto user = users.find(credentials->first);
-    if (user == users.end()) return false;
+    if (user == users.end()) {
+      // As slow as a known user with a wrong password, so that timing does not tell which user
+      // names exist: the same bcrypt work against a configured hash, whose answer is ignored.
+      CheckPassword(credentials->second, users.begin()->second);
+      return false;
+    }
     const std::string key = credentials->first + '\0' + credentials->second;
     {
       std::lock_guard<std::mutex> lock(verified_mutex);
@@ -107,100 +317,339 @@ struct Server::Impl {
     return true;
   }
 
-  static void Send(mg_connection* conn, const Response& r, bool challenge) {
-    mg_response_header_start(conn, r.status);
-    mg_response_header_add(conn, "Content-Type", r.content_type.c_str(), -1);
-    mg_response_header_add(conn, "Content-Length", std::to_string(r.body.size()).c_str(), -1);
-    if (challenge) mg_response_header_add(conn, "WWW-Authenticate", "Basic realm=\"pgjobs\"", -1);
-    mg_response_header_send(conn);
-    const mg_request_info* info = mg_get_request_info(conn);
-    if (std::strcmp(info->request_method, "HEAD") != 0) {
-      mg_write(conn, r.body.data(), r.body.size());
+  Response Handle(const Request& request) {
+    if (request.path != "/-/healthy" && !Authorized(request)) {
+      Response r = Text(401, "Unauthorized\n");
+      r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"pgjobs\"");
+      return r;
     }
-  }
-
-  static int BeginRequest(mg_connection* conn) {
-    auto* self = static_cast<Impl*>(mg_get_user_data(mg_get_context(conn)));
-    const mg_request_info* info = mg_get_request_info(conn);
-    Request request;
-    request.method = info->request_method != nullptr ? info->request_method : "";
-    request.path = info->local_uri != nullptr ? info->local_uri : "";
-    for (int i = 0; i < info->num_headers; ++i) {
-      std::string name = info->http_headers[i].name;
-      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      request.headers[name] = info->http_headers[i].value;
-    }
-    if (request.path != "/-/healthy" && !self->Authorized(request)) {
-      Send(conn, {401, "text/plain; charset=utf-8", "Unauthorized\n"}, true);
-      return 401;
-    }
-    auto route = self->routes.find(request.path);
-    if (route == self->routes.end()) {
-      Send(conn, {404, "text/plain; charset=utf-8", "Not Found: " + request.path + "\n"}, false);
-      return 404;
-    }
+    auto route = routes.find(request.path);
+    if (route == routes.end()) return Text(404, "Not Found: " + request.path + "\n");
     if (request.method != "GET" && request.method != "HEAD") {
-      Send(conn, {405, "text/plain; charset=utf-8", "Method Not Allowed\n"}, false);
-      return 405;
+      Response r = Text(405, "Method Not Allowed\n");
+      r.headers.emplace_back("Allow", "GET, HEAD");
+      return r;
     }
-    Response response;
     try {
-      response = route->second(request);
+      return route->second(request);
     } catch (const std::exception& e) {
-      response = {500, "text/plain; charset=utf-8",
-                  std::string("internal error serving ") + request.path + ": " + e.what() + "\n"};
+      return Text(500, "internal error serving " + request.path + ": " + e.what() + "\n");
     }
-    Send(conn, response, false);
-    return response.status;
   }
 
-  // CivetWeb's own messages (bad requests, socket errors) are not errors of ours; drop them.
-  static int LogMessage(const mg_connection*, const char*) { return 1; }
+  void HandlerThread() {
+    for (;;) {
+      Job job;
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        jobs_cv.wait(lock, [this] { return stopping || !jobs.empty(); });
+        if (stopping) return;
+        job = std::move(jobs.front());
+        jobs.pop_front();
+      }
+      const Response response = Handle(job.request);
+      Done d{job.id,
+             Serialize(response, response_headers, job.request.method == "HEAD",
+                       job.minor_version, job.keep_alive),
+             !job.keep_alive};
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        done.push_back(std::move(d));
+      }
+      Wake();
+    }
+  }
+
+  // ---- the event loop ----------------------------------------------------------------------
+
+  void Close(std::uint64_t id) {
+    auto it = connections.find(id);
+    if (it == connections.end()) return;
+    close(it->second.fd);  // also leaves the epoll set
+    connections.erase(it);
+  }
+
+  void Watch(std::uint64_t id, Connection& c, std::uint32_t events) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.u64 = id;
+    epoll_ctl(epoll_fd, EPOLL_CTL_MOD, c.fd, &ev);
+  }
+
+  // Starts sending `bytes` on the connection; closes it afterwards when `close_after`.
+  void Respond(std::uint64_t id, Connection& c, std::string bytes, bool close_after) {
+    c.state = State::kWriting;
+    c.out = std::move(bytes);
+    c.sent = 0;
+    c.close_after = close_after;
+    c.write_started = Clock::now();
+    Write(id, c);
+  }
+
+  void RespondNow(std::uint64_t id, Connection& c, int status, const std::string& body) {
+    Respond(id, c, Serialize(Text(status, body), response_headers, false, 1, false), true);
+  }
+
+  void Write(std::uint64_t id, Connection& c) {
+    while (c.sent < c.out.size()) {
+      const ssize_t n =
+          send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        c.sent += static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        Watch(id, c, EPOLLOUT | EPOLLRDHUP);
+        return;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      Close(id);
+      return;
+    }
+    if (c.close_after) {
+      Close(id);
+      return;
+    }
+    c.state = State::kReading;
+    c.served = true;
+    c.out.clear();
+    c.since = Clock::now();
+    Watch(id, c, EPOLLIN | EPOLLRDHUP);
+    if (!c.in.empty()) Parse(id, c);  // a pipelined request already arrived
+  }
+
+  void Read(std::uint64_t id, Connection& c) {
+    char buffer[8192];
+    for (;;) {
+      const ssize_t n = recv(c.fd, buffer, sizeof buffer, MSG_DONTWAIT);
+      if (n > 0) {
+        if (c.in.empty()) c.since = Clock::now();
+        c.in.append(buffer, static_cast<size_t>(n));
+        if (c.in.size() > kMaxHead) break;
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      if (n < 0) {
+        Close(id);
+        return;
+      }
+      // End of input: a request sent before it is still answered, then the connection closes.
+      c.peer_done = true;
+      break;
+    }
+    Parse(id, c);
+    if (c.peer_done && c.state == State::kReading) Close(id);
+  }
+
+  void Parse(std::uint64_t id, Connection& c) {
+    HeadParse parsed = ParseRequestHead(c.in, kMaxHead);
+    if (parsed.status == HeadParse::Status::kIncomplete) return;
+    if (parsed.status == HeadParse::Status::kBad) {
+      RespondNow(id, c, parsed.error_status, parsed.error + "\n");
+      return;
+    }
+    c.in.erase(0, parsed.length);
+    RequestHead& head = parsed.head;
+    if (head.has_body) {
+      RespondNow(id, c, 413, "request bodies are not accepted\n");
+      return;
+    }
+    auto query = ParseQuery(head.query);
+    if (!query) {
+      RespondNow(id, c, 400, "malformed query string\n");
+      return;
+    }
+    Job job{id, Request{head.method, head.path, std::move(*query), std::move(head.headers)},
+            head.minor_version, head.keep_alive && !c.peer_done};
+    bool queued = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (jobs.size() < options.max_queued_requests) {
+        jobs.push_back(std::move(job));
+        queued = true;
+      }
+    }
+    if (!queued) {
+      // Every handler is busy and the queue is full: say so now rather than hold the client.
+      RespondNow(id, c, 503, "too many requests in progress; try again\n");
+      return;
+    }
+    c.state = State::kHandling;
+    jobs_cv.notify_one();
+    // Nothing is read while the request is handled (a pipelined one waits in the socket);
+    // a reset connection still reports EPOLLERR or EPOLLHUP.
+    Watch(id, c, 0);
+  }
+
+  void Accept(int listener) {
+    for (;;) {
+      const int fd = accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        return;  // EAGAIN, or out of descriptors: the next round tries again
+      }
+      if (connections.size() >= max_connections && !EvictOne()) {
+        static constexpr char kBusy[] =
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        (void)!send(fd, kBusy, sizeof kBusy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        close(fd);
+        continue;
+      }
+      const int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      const std::uint64_t id = next_id++;
+      Connection& c = connections[id];
+      c.fd = fd;
+      c.since = Clock::now();
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLRDHUP;
+      ev.data.u64 = id;
+      epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+    }
+  }
+
+  // At the cap: closes the connection that has waited longest without a complete request (a
+  // silent or slow client, or an idle keep-alive one). False when every connection is being
+  // served.
+  bool EvictOne() {
+    std::uint64_t oldest = 0;
+    Clock::time_point oldest_since = Clock::time_point::max();
+    for (const auto& [id, c] : connections) {
+      if (c.state == State::kReading && c.since < oldest_since) {
+        oldest = id;
+        oldest_since = c.since;
+      }
+    }
+    if (oldest == 0) return false;
+    Close(oldest);
+    return true;
+  }
+
+  void Sweep(Clock::time_point now) {
+    std::vector<std::uint64_t> expired;
+    for (const auto& [id, c] : connections) {
+      bool late = false;
+      if (c.state == State::kReading) {
+        const auto limit = !c.in.empty() || !c.served ? options.request_timeout
+                                                      : options.idle_timeout;
+        late = now - c.since > limit;
+      } else if (c.state == State::kWriting) {
+        late = now - c.write_started > options.write_timeout;
+      }
+      if (late) expired.push_back(id);
+    }
+    for (std::uint64_t id : expired) Close(id);
+  }
+
+  void Loop() {
+    epoll_event events[256];
+    for (;;) {
+      const int n = epoll_wait(epoll_fd, events, 256, 100);
+      for (int i = 0; i < n; ++i) {
+        const std::uint64_t id = events[i].data.u64;
+        if (id == 0) {
+          std::uint64_t count;
+          (void)!read(wake_fd, &count, sizeof count);
+          continue;
+        }
+        if (id < kFirstConnectionId) {
+          Accept(listeners[id - 1]);
+          continue;
+        }
+        auto it = connections.find(id);
+        if (it == connections.end()) continue;
+        Connection& c = it->second;
+        const std::uint32_t e = events[i].events;
+        if (c.state == State::kReading && (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+          Read(id, c);
+        } else if (c.state == State::kWriting && (e & (EPOLLOUT | EPOLLHUP | EPOLLERR))) {
+          Write(id, c);
+        } else if (e & (EPOLLHUP | EPOLLERR)) {
+          Close(id);  // gone while its request is handled: the response is dropped
+        }
+      }
+      std::deque<Done> finished;
+      bool stop = false;
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        finished.swap(done);
+        stop = stopping;
+      }
+      if (stop) return;
+      for (Done& d : finished) {
+        auto it = connections.find(d.id);
+        if (it == connections.end()) continue;
+        Respond(d.id, it->second, std::move(d.bytes), d.close);
+      }
+      const auto now = Clock::now();
+      if (now - last_sweep >= std::chrono::milliseconds(100)) {
+        last_sweep = now;
+        Sweep(now);
+      }
+    }
+  }
 };
 
 Server::Server(const ServerOptions& options, std::map<std::string, Handler> routes)
     : impl_(std::make_unique<Impl>()) {
-  impl_->routes = std::move(routes);
-  impl_->users = options.basic_auth_users;
-  std::string ports;
+  Impl& s = *impl_;
+  s.routes = std::move(routes);
+  s.users = options.basic_auth_users;
+  s.response_headers = options.response_headers;
+  s.options = options;
+  if (options.listen_addresses.empty()) throw Error("no listen address given");
+  // Leave room under the descriptor limit for the process's other files and connections.
+  rlimit limit{};
+  s.max_connections = options.max_connections;
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
+    const size_t room = limit.rlim_cur > 128 ? limit.rlim_cur - 64 : limit.rlim_cur / 2;
+    s.max_connections = std::max<size_t>(1, std::min(s.max_connections, room));
+  }
+  s.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  s.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (s.epoll_fd < 0 || s.wake_fd < 0) {
+    throw Error(std::string("cannot start the HTTP server: ") + std::strerror(errno));
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = 0;
+  epoll_ctl(s.epoll_fd, EPOLL_CTL_ADD, s.wake_fd, &ev);
   for (const std::string& address : options.listen_addresses) {
-    if (!ports.empty()) ports += ',';
-    ports += NormalizeListenAddress(address);
+    const int fd = Listen(ParseListenAddress(address), address);
+    s.listeners.push_back(fd);
+    ev.events = EPOLLIN;
+    ev.data.u64 = s.listeners.size();
+    epoll_ctl(s.epoll_fd, EPOLL_CTL_ADD, fd, &ev);
   }
-  if (ports.empty()) throw Error("no listen address given");
-  const std::string threads = std::to_string(options.threads);
-  const std::string timeout = std::to_string(options.request_timeout.count());
-  const char* civet_options[] = {
-      "listening_ports", ports.c_str(),       "num_threads", threads.c_str(), "request_timeout_ms",
-      timeout.c_str(),   "enable_keep_alive", "yes",         nullptr};
-  mg_callbacks callbacks{};
-  callbacks.begin_request = &Impl::BeginRequest;
-  callbacks.log_message = &Impl::LogMessage;
-  mg_init_library(0);
-  mg_init_data init{};
-  init.callbacks = &callbacks;
-  init.user_data = impl_.get();
-  init.configuration_options = civet_options;
-  mg_error_data error{};
-  char error_text[256] = {0};
-  error.text = error_text;
-  error.text_buffer_size = sizeof error_text;
-  impl_->ctx = mg_start2(&init, &error);
-  if (impl_->ctx == nullptr) {
-    throw Error("cannot listen on " + ports + ": " +
-                (error_text[0] != '\0' ? std::string(error_text) : "unknown error"));
+  s.last_sweep = Clock::now();
+  for (int i = 0; i < std::max(1, options.handler_threads); ++i) {
+    s.handler_threads.emplace_back([&s] { s.HandlerThread(); });
   }
+  s.loop_thread = std::thread([&s] { s.Loop(); });
 }
 
 Server::~Server() {
-  if (impl_->ctx != nullptr) mg_stop(impl_->ctx);
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    impl_->stopping = true;
+  }
+  impl_->jobs_cv.notify_all();
+  impl_->Wake();
+  impl_->loop_thread.join();
+  for (auto& t : impl_->handler_threads) t.join();
 }
 
 std::vector<int> Server::Ports() const {
-  mg_server_port ports[16];
-  const int n = mg_get_server_ports(impl_->ctx, 16, ports);
   std::vector<int> out;
-  for (int i = 0; i < n; ++i) out.push_back(ports[i].port);
+  for (int fd : impl_->listeners) {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    out.push_back(addr.ss_family == AF_INET6
+                      ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
+                      : ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port));
+  }
   return out;
 }
 
