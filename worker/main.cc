@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "pgjobs/config/command_line.h"
+#include "pgjobs/db/connection.h"
 #include "pgjobs/db/dsn.h"
 #include "pgjobs/http/server.h"
 #include "pgjobs/worker/config.h"
@@ -83,6 +84,8 @@ pgjobs::worker::WorkerConfig LoadConfig(const Flags& flags) {
         "no database given: pass a DSN, set database.dsn in --config.file, or "
         "set PGJOBS_DSN");
   }
+  // A malformed DSN never heals: refuse it here rather than retry it for ever.
+  pgjobs::db::CheckDsn(config.dsn);
   if (!flags.listen_address.empty()) {
     try {
       pgjobs::http::NormalizeListenAddress(flags.listen_address);

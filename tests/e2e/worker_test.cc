@@ -144,6 +144,19 @@ tasks:
   EXPECT_EQ(HttpGet(port_, "/-/ready").status, 200);
 }
 
+// The worker's /metrics has the same server as the exporter's: idle and slow connections do
+// not starve its scrapes either.
+TEST_F(WorkerTest, IdleAndSlowConnectionsDoNotStarveScrapes) {
+  Start("tasks:\n  t: {command: [\"/bin/true\"]}\n");
+  HostileClients hostile(port_, 500, 100);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (int i = 0; i < 8; ++i) {
+    const auto start = Clock::now();
+    EXPECT_EQ(HttpGet(port_, "/metrics", {}, 5000).status, 200) << i;
+    EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 1.0) << i;
+  }
+}
+
 TEST_F(WorkerTest, SqlHandlerCommitsTheWorkWithTheAckExactlyOnce) {
   Sql("CREATE TABLE results (job_id bigint, n int); GRANT ALL ON results TO PUBLIC");
   Start(R"yaml(
@@ -486,8 +499,14 @@ TEST(WorkerConfigCheck, BadConfigsAreRefusedWordForWordBeforeTouchingTheQueue) {
       {"no_handler.yaml", ":3:5: tasks.email: missing handler: give one of command, sql or http"},
       {"http_no_url.yaml", ":3:11: tasks.hook.http.url: missing: the http handler needs a url"},
       {"bad_listen.yaml",
-       ":2:11: metrics.listen: listen address '127.0.0.1': expected HOST:PORT "
-       "or :PORT"},
+       ":2:11: metrics.listen: listen address '127.0.0.1': expected HOST:PORT, "
+       "[IPv6]:PORT or :PORT"},
+      {"listen_bad_octet.yaml",
+       ":2:11: metrics.listen: listen address '999.1.1.1:19476': expected an IP address such as "
+       "127.0.0.1 or [::1], or localhost, got '999.1.1.1'"},
+      {"huge_duration.yaml",
+       ":2:19: worker.shutdown_grace: expected a duration such as 500ms, 30s or 5m, up to 365d, "
+       "got '99999999999999999999h'"},
       {"batch_not_sql.yaml",
        ":4:12: tasks.email.batch: only sql tasks run in batches; remove it or give sql"},
       {"bad_concurrency.yaml",
@@ -504,6 +523,19 @@ TEST(WorkerConfigCheck, BadConfigsAreRefusedWordForWordBeforeTouchingTheQueue) {
        "--config.file=" + std::string(PGJOBS_SOURCE_DIR) + "/config/worker.example.yaml"},
       {"PGJOBS_DSN=postgresql:///x"});
   EXPECT_EQ(example.exit_code, 0) << example.err;
+  // A directory reads as an empty file: it must not pass for a valid configuration.
+  ProcessResult directory =
+      RunProcess({kBin, "--config.check", "--config.file=" + kTestdata}, {"PGJOBS_DSN=x=1"});
+  EXPECT_EQ(directory.exit_code, 2);
+  EXPECT_EQ(directory.err, "jobs-worker: " + kTestdata + ": cannot read: not a regular file\n");
+  // A DSN that cannot parse never heals: exit at once instead of retrying it for ever.
+  ProcessResult bad_dsn = RunProcess(
+      {kBin, "--config.file=" + std::string(PGJOBS_SOURCE_DIR) + "/config/worker.example.yaml"},
+      {"PGJOBS_DSN=host=x port"});
+  EXPECT_EQ(bad_dsn.exit_code, 2);
+  EXPECT_EQ(bad_dsn.err,
+            "jobs-worker: connecting to host=x port: invalid DSN: missing \"=\" after \"port\" in "
+            "connection info string\n");
   ProcessResult none = RunProcess({kBin, "postgresql:///x"});
   EXPECT_EQ(none.exit_code, 2);
   EXPECT_EQ(none.err,

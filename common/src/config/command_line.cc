@@ -1,5 +1,7 @@
 #include "pgjobs/config/command_line.h"
 
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -25,10 +27,15 @@ bool TakeFlagValue(int argc, char** argv, int& i, const std::string& name, std::
 }
 
 std::string ReadConfigFile(const std::string& path) {
-  std::ifstream in(path);
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) throw Error(path + ": cannot read: " + std::strerror(errno));
+  // A directory opens and reads as empty, which would pass for a valid, empty configuration.
+  if (!S_ISREG(st.st_mode)) throw Error(path + ": cannot read: not a regular file");
+  std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot read: " + std::strerror(errno));
   std::stringstream ss;
   ss << in.rdbuf();
+  if (in.bad()) throw Error(path + ": cannot read: " + std::strerror(errno));
   return ss.str();
 }
 

@@ -12,18 +12,26 @@ std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text) {
   double total_ms = 0;
   size_t i = 0;
   while (i < text.size()) {
-    size_t digits = i;
-    while (digits < text.size() &&
-           (std::isdigit(static_cast<unsigned char>(text[digits])) || text[digits] == '.')) {
-      ++digits;
+    // A number: digits with at most one '.', and at least one digit.
+    size_t end = i;
+    int digits = 0;
+    int dots = 0;
+    for (; end < text.size(); ++end) {
+      if (std::isdigit(static_cast<unsigned char>(text[end]))) {
+        ++digits;
+      } else if (text[end] == '.') {
+        ++dots;
+      } else {
+        break;
+      }
     }
-    if (digits == i) return std::nullopt;
-    const double number = std::strtod(std::string(text.substr(i, digits - i)).c_str(), nullptr);
-    size_t unit_end = digits;
+    if (digits == 0 || dots > 1) return std::nullopt;
+    const double number = std::strtod(std::string(text.substr(i, end - i)).c_str(), nullptr);
+    size_t unit_end = end;
     while (unit_end < text.size() && std::isalpha(static_cast<unsigned char>(text[unit_end]))) {
       ++unit_end;
     }
-    const std::string_view unit = text.substr(digits, unit_end - digits);
+    const std::string_view unit = text.substr(end, unit_end - end);
     double scale = 0;
     if (unit == "ms") {
       scale = 1;
@@ -40,6 +48,10 @@ std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text) {
     }
     total_ms += number * scale;
     i = unit_end;
+  }
+  // Past this a duration means nothing here, and its milliseconds would overflow.
+  if (!std::isfinite(total_ms) || total_ms > static_cast<double>(kMaxDuration.count())) {
+    return std::nullopt;
   }
   return std::chrono::milliseconds(static_cast<long long>(std::llround(total_ms)));
 }
@@ -227,7 +239,9 @@ std::optional<std::chrono::milliseconds> MapReader::Duration(const std::string& 
   const YAML::Node& node = *found;
   const std::string text = Scalar(key, node, "a duration");
   std::optional<std::chrono::milliseconds> value = ParseDuration(text);
-  if (!value) Fail(key, "expected a duration such as 500ms, 30s or 5m, got '" + text + "'");
+  if (!value) {
+    Fail(key, "expected a duration such as 500ms, 30s or 5m, up to 365d, got '" + text + "'");
+  }
   return value;
 }
 

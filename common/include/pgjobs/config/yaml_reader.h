@@ -26,8 +26,11 @@ class ConfigError : public Error {
 /// Injected so that nothing below main reads the environment.
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
 
+/// The longest duration a configuration may give.
+inline constexpr std::chrono::milliseconds kMaxDuration = std::chrono::hours(24 * 365);
+
 /// Parses a duration such as "500ms", "30s", "1m30s", "2h" (units ms, s, m, h, d); pure.
-/// std::nullopt when malformed.
+/// std::nullopt when malformed or longer than kMaxDuration.
 std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text);
 
 /// The Levenshtein-nearest of `candidates` to `word`, if within a third of its length; pure.
