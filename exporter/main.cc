@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "pgjobs/config/command_line.h"
+#include "pgjobs/db/connection.h"
 #include "pgjobs/db/dsn.h"
 #include "pgjobs/exporter/config.h"
 #include "pgjobs/exporter/exporter.h"
@@ -107,6 +108,8 @@ ExporterConfig LoadConfig(const Flags& flags) {
   if (config.dsn.empty()) {
     throw pgjobs::Error("no database given: set database.dsn in --config.file or PGJOBS_DSN");
   }
+  // A malformed DSN never heals: refuse it here, not as pgjobs_up 0 on every scrape.
+  pgjobs::db::CheckDsn(config.dsn);
   return config;
 }
 
@@ -171,7 +174,7 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  pgjobs::exporter::Exporter exporter(config, PGJOBS_VERSION);
+  pgjobs::exporter::Exporter exporter(config, PGJOBS_VERSION, logger);
   const std::string metrics_path = config.telemetry_path;
   std::map<std::string, pgjobs::http::Handler> routes;
   routes[metrics_path] = [&exporter](const pgjobs::http::Request& request) {
@@ -192,10 +195,10 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<pgjobs::http::Server> server;
   try {
-    server = std::make_unique<pgjobs::http::Server>(
-        pgjobs::http::ServerOptions{.listen_addresses = config.listen_addresses,
-                                    .basic_auth_users = web.basic_auth_users},
-        routes);
+    pgjobs::http::ServerOptions server_options;
+    server_options.listen_addresses = config.listen_addresses;
+    server_options.basic_auth_users = web.basic_auth_users;
+    server = std::make_unique<pgjobs::http::Server>(server_options, routes);
   } catch (const pgjobs::Error& e) {
     logger.Error("cannot start the HTTP server", {{"err", e.what()}});
     return 1;

@@ -26,6 +26,14 @@ CustomMetric ParseCustom(config::MapReader& m) {
     m.Fail("name",
            "expected a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*), got '" + *name + "'");
   }
+  // A custom family named like one of the exporter's would make the whole output invalid.
+  for (const std::string& own : OwnFamilyNames()) {
+    for (const char* suffix : {"", "_bucket", "_sum", "_count"}) {
+      if (*name == own + suffix) {
+        m.Fail("name", "'" + *name + "' is a metric of the exporter's own; choose another name");
+      }
+    }
+  }
   c.name = *name;
   c.help = m.String("help").value_or("Custom metric " + c.name + ".");
   const std::string type = m.String("type").value_or("gauge");
@@ -37,11 +45,18 @@ CustomMetric ParseCustom(config::MapReader& m) {
   if (!query || query->empty()) m.Fail("query", "missing: every custom metric needs a query");
   c.query = *query;
   c.labels = m.StringList("labels").value_or(std::vector<std::string>{});
+  std::set<std::string> seen;
   for (const std::string& label : c.labels) {
     if (!ValidLabelName(label)) m.Fail("labels", "expected label names, got '" + label + "'");
+    if (!seen.insert(label).second) m.Fail("labels", "label '" + label + "' is listed twice");
   }
   auto value = m.String("value");
   if (!value) m.Fail("value", "missing: name the column that holds the value");
+  if (seen.contains(*value)) {
+    m.Fail("value", "column '" + *value +
+                        "' is listed in labels too; a column is a label or the "
+                        "value");
+  }
   c.value = *value;
   c.timeout = m.Duration("timeout").value_or(c.timeout);
   if (c.timeout.count() <= 0) m.Fail("timeout", "expected a positive duration");
@@ -51,6 +66,42 @@ CustomMetric ParseCustom(config::MapReader& m) {
 }
 
 }  // namespace
+
+const std::vector<std::string>& OwnFamilyNames() {
+  static const std::vector<std::string> kNames = {
+      "pgjobs_jobs",
+      "pgjobs_oldest_ready_job_age_seconds",
+      "pgjobs_oldest_running_job_seconds",
+      "pgjobs_expired_job_max_overdue_seconds",
+      "pgjobs_jobs_finished_total",
+      "pgjobs_job_wait_seconds",
+      "pgjobs_job_run_seconds",
+      "pgjobs_job_attempts",
+      "pgjobs_jobs_published_total",
+      "pgjobs_finished_stats_resets_total",
+      "pgjobs_workers",
+      "pgjobs_jobs_on_stale_workers",
+      "pgjobs_table_live_tuples",
+      "pgjobs_table_dead_tuples",
+      "pgjobs_table_size_bytes",
+      "pgjobs_table_last_vacuum_age_seconds",
+      "pgjobs_oldest_transaction_xid_age",
+      "pgjobs_oldest_transaction_age_seconds",
+      "pgjobs_notification_queue_usage_ratio",
+      "pgjobs_up",
+      "pgjobs_scrape_collector_success",
+      "pgjobs_scrape_collector_duration_seconds",
+      "pgjobs_tasks_folded_into_other",
+      "pgjobs_exporter_build_info",
+      "process_cpu_seconds_total",
+      "process_virtual_memory_bytes",
+      "process_resident_memory_bytes",
+      "process_start_time_seconds",
+      "process_open_fds",
+      "process_max_fds",
+  };
+  return kNames;
+}
 
 ExporterConfig ParseExporterConfig(const std::string& text, const std::string& file,
                                    const config::EnvLookup& env) {

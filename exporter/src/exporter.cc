@@ -1,7 +1,7 @@
 #include "pgjobs/exporter/exporter.h"
 
 #include <algorithm>
-#include <thread>
+#include <set>
 
 #include "pgjobs/db/error.h"
 
@@ -21,30 +21,6 @@ std::chrono::milliseconds Remaining(Clock::time_point deadline) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
 }
 
-// Cancels the source's running statement if the collection is still going at the deadline.
-class Watchdog {
- public:
-  Watchdog(StatsSource& source, Clock::time_point deadline)
-      : thread_([this, &source, deadline] {
-          std::unique_lock<std::mutex> lock(mutex_);
-          if (!done_cv_.wait_until(lock, deadline, [this] { return done_; })) source.Cancel();
-        }) {}
-  ~Watchdog() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      done_ = true;
-    }
-    done_cv_.notify_all();
-    thread_.join();
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable done_cv_;
-  bool done_ = false;
-  std::thread thread_;
-};
-
 }  // namespace
 
 const std::string& TaskLabels::Label(const std::string& task) {
@@ -55,8 +31,9 @@ const std::string& TaskLabels::Label(const std::string& task) {
   return kOther;
 }
 
-Exporter::Exporter(ExporterConfig config, std::string version)
+Exporter::Exporter(ExporterConfig config, std::string version, log::Logger& logger)
     : version_(std::move(version)),
+      logger_(logger),
       config_(std::move(config)),
       labels_(config_.max_tasks),
       active_(config_) {}
@@ -105,11 +82,24 @@ http::Families Exporter::Scrape(Clock::time_point deadline) {
     promise.set_value(result);
     return result;
   }
-  if (future.wait_until(deadline) == std::future_status::ready) return future.get();
-  auto up =
-      http::Family("pgjobs_up", "Whether the database answered this scrape.", MetricType::Gauge);
-  http::AddSample(up, {}, 0);
-  return {std::move(up)};
+  // The collection in flight ends by its own deadline, which every database call keeps; its
+  // result is the truth of this moment too. Answering anything else at our own deadline (a
+  // made-up pgjobs_up 0) would page for a database that is up.
+  return future.get();
+}
+
+void Exporter::LogFailure(const std::string& collector, const std::string& error) {
+  const std::optional<long long> left_out = failures_.Failed(collector, Clock::now());
+  if (!left_out) return;
+  log::Fields fields{{"collector", collector}, {"err", error}};
+  if (*left_out > 0) fields.emplace_back("failures_not_logged", std::to_string(*left_out));
+  logger_.Warn(collector == "connect" ? "cannot reach the database" : "collector failed", fields);
+}
+
+void Exporter::LogSuccess(const std::string& collector) {
+  if (!failures_.Succeeded(collector)) return;
+  logger_.Info(collector == "connect" ? "database reachable again" : "collector recovered",
+               {{"collector", collector}});
 }
 
 http::Families Exporter::Collect(Clock::time_point deadline) {
@@ -141,15 +131,15 @@ http::Families Exporter::Collect(Clock::time_point deadline) {
   auto up =
       http::Family("pgjobs_up", "Whether the database answered this scrape.", MetricType::Gauge);
 
-  Watchdog watchdog(*source_, deadline);
   bool connected = false;
   try {
-    const auto remaining = Remaining(deadline);
-    if (remaining.count() <= 0) throw Error("no time left before the scrape deadline");
-    source_->Begin(remaining, active_.lock_timeout);
+    if (Remaining(deadline).count() <= 0) throw Error("no time left before the scrape deadline");
+    source_->Begin(deadline, active_.lock_timeout);
     connected = true;
-  } catch (const std::exception&) {
+    LogSuccess("connect");
+  } catch (const std::exception& e) {
     source_->ForgetIfBroken();
+    LogFailure("connect", e.what());
   }
   http::AddSample(up, {}, connected ? 1 : 0);
 
@@ -160,9 +150,13 @@ http::Families Exporter::Collect(Clock::time_point deadline) {
       try {
         collect();
         ok = true;
-      } catch (const std::exception&) {
+        LogSuccess(name);
+      } catch (const std::exception& e) {
         source_->ForgetIfBroken();
+        LogFailure(name, e.what());
       }
+    } else if (connected) {
+      LogFailure(name, "no time left before the scrape deadline");
     }
     http::AddSample(success, {{"collector", name}}, ok ? 1 : 0);
     http::AddSample(duration, {{"collector", name}}, SecondsSince(start));
@@ -173,7 +167,17 @@ http::Families Exporter::Collect(Clock::time_point deadline) {
   run("tables", [&] { CollectTables(out); });
   run("database", [&] { CollectHealth(out); });
   for (const CustomMetric& metric : active_.custom_metrics) {
-    run("custom:" + metric.name, [&] { CollectCustom(metric, deadline, out); });
+    run("custom:" + metric.name, [&] {
+      // OwnFamilyNames() refuses these names at configuration; this holds if it ever misses one.
+      for (const auto& family : out) {
+        if (family.name == metric.name) {
+          throw Error("custom metric " + metric.name +
+                      ": the exporter serves a metric of this "
+                      "name itself");
+        }
+      }
+      CollectCustom(metric, deadline, out);
+    });
   }
 
   auto folded = http::Family("pgjobs_tasks_folded_into_other",
@@ -420,17 +424,27 @@ void Exporter::CollectCustom(const CustomMetric& metric, Clock::time_point deadl
   for (const std::string& label : metric.labels) label_columns.push_back(column(label));
   auto family = http::Family(metric.name, metric.help,
                              metric.counter ? MetricType::Counter : MetricType::Gauge);
+  std::set<http::Labels> seen;
   for (const auto& row : result.rows) {
     if (!row[value_column]) continue;
     char* end = nullptr;
     const double value = std::strtod(row[value_column]->c_str(), &end);
-    if (*end != '\0') {
+    if (row[value_column]->empty() || *end != '\0') {
       throw Error("custom metric " + metric.name + ": column '" + metric.value + "' holds '" +
                   *row[value_column] + "', not a number");
     }
     http::Labels labels;
     for (size_t i = 0; i < label_columns.size(); ++i) {
       labels.emplace_back(metric.labels[i], row[label_columns[i]].value_or(""));
+    }
+    // Two samples with one label set make the whole exposition invalid for Prometheus.
+    if (!seen.insert(labels).second) {
+      std::string shown;
+      for (const auto& [name, v] : labels)
+        shown += (shown.empty() ? "" : ",") + name + "=\"" + v + "\"";
+      throw Error("custom metric " + metric.name +
+                  ": the query returned two rows with the labels {" + shown +
+                  "}; make the label columns unique per row");
     }
     http::AddSample(family, labels, value);
   }

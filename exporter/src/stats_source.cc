@@ -28,19 +28,30 @@ db::Connection& StatsSource::Conn() {
   return *connection_;
 }
 
-void StatsSource::Begin(std::chrono::milliseconds statement_timeout,
+void StatsSource::Begin(std::chrono::steady_clock::time_point deadline,
                         std::chrono::milliseconds lock_timeout) {
+  // The connection cancels at its deadline and gives the server kCancelGrace to answer: both
+  // must fit before the scrape's deadline. The server's own statement_timeout ends a little
+  // earlier, so that a healthy server stops a slow statement itself and the connection stays.
+  const auto calls_end = deadline - db::Connection::kCancelGrace;
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      calls_end - std::chrono::steady_clock::now());
+  const auto statement_timeout = left - std::min(left / 10, std::chrono::milliseconds(100));
+  if (left.count() <= 0 || statement_timeout.count() <= 0) {
+    throw db::DbError("no time left before the scrape deadline", "57014", "connect", false);
+  }
   if (!connection_ || !connection_->IsOpen()) {
     db::ConnectOptions options = options_;
-    options.connect_timeout = std::min(options.connect_timeout, statement_timeout);
-    auto fresh = std::make_unique<db::Connection>(options);
+    options.connect_timeout = std::min(options.connect_timeout, left);
+    connection_ = std::make_unique<db::Connection>(options);
+    connection_->SetDeadline(calls_end);
     // A read-only session: the monitoring role needs nothing else, and a mistake cannot write.
     // No JIT: the stats views' cost estimates look large on a big queue, but they run in
     // milliseconds, and compiling them took half a second per scrape (bench/RESULTS.md).
-    fresh->Execute("configure session", "SET default_transaction_read_only = on; SET jit = off");
-    std::lock_guard<std::mutex> lock(connection_mutex_);
-    connection_ = std::move(fresh);
+    connection_->Execute("configure session",
+                         "SET default_transaction_read_only = on; SET jit = off");
   }
+  connection_->SetDeadline(calls_end);
   Conn().Query("set timeouts",
                "SELECT set_config('statement_timeout', $1, false), "
                "set_config('lock_timeout', $2, false)",
@@ -168,16 +179,8 @@ CustomResult StatsSource::Custom(const std::string& query, std::chrono::millisec
   }
 }
 
-void StatsSource::Cancel() noexcept {
-  std::lock_guard<std::mutex> lock(connection_mutex_);
-  if (connection_) connection_->Cancel();
-}
-
 void StatsSource::ForgetIfBroken() {
-  if (connection_ && !connection_->IsOpen()) {
-    std::lock_guard<std::mutex> lock(connection_mutex_);
-    connection_.reset();
-  }
+  if (connection_ && !connection_->IsOpen()) connection_.reset();
 }
 
 }  // namespace pgjobs::exporter

@@ -402,15 +402,115 @@ TEST_F(ExporterTest, SighupReloadsAndKeepsTheOldConfigOnError) {
   EXPECT_EQ(Metrics()["test_second"], 2);
 }
 
+// 500 idle connections and 100 slowloris clients: real scrapes still answer within a second.
+TEST_F(ExporterTest, IdleAndSlowConnectionsDoNotStarveScrapes) {
+  Start();
+  HostileClients hostile(port_, 500, 100);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (int i = 0; i < 8; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    HttpResponse r = HttpGet(port_, "/metrics", {}, 5000);
+    EXPECT_EQ(r.status, 200) << i;
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 1.0)
+        << i;
+    EXPECT_EQ(ParseMetrics(r.body)["pgjobs_up"], 1) << i;
+  }
+}
+
+// A database backend that stops answering (SIGSTOP, a frozen host) cannot hold a scrape past
+// its deadline; the next scrape reconnects.
+TEST_F(ExporterTest, AScrapeAnswersByItsDeadlineWhenTheBackendStops) {
+  Start();
+  EXPECT_EQ(Metrics()["pgjobs_up"], 1);
+  const long long backend =
+      Int("SELECT pid FROM pg_stat_activity WHERE application_name = 'jobs-exporter'");
+  ASSERT_EQ(kill(static_cast<pid_t>(backend), SIGSTOP), 0);
+  const auto start = Clock::now();
+  HttpResponse r = Scrape({"X-Prometheus-Scrape-Timeout-Seconds: 2"});
+  const double took = std::chrono::duration<double>(Clock::now() - start).count();
+  kill(static_cast<pid_t>(backend), SIGCONT);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_LT(took, 2.0) << "the scrape's deadline is 2 s less the 0.5 s offset";
+  EXPECT_EQ(ParseMetrics(r.body)["pgjobs_up"], 0) << "the database did not answer this scrape";
+  EXPECT_EQ(Metrics()["pgjobs_up"], 1) << "a new connection answers";
+  EXPECT_TRUE(exporter_->WaitForOutput("msg=\"cannot reach the database\"", 100))
+      << exporter_->Output();
+}
+
+// Scrapes that share a collection report its truth: a second Prometheus with a shorter scrape
+// timeout, arriving while a slow query runs for the first, must not see a made-up pgjobs_up 0.
+TEST_F(ExporterTest, ParallelScrapesShareOneCollectionAndItsTruth) {
+  Start(
+      "custom_metrics:\n  - {name: test_slow, query: 'SELECT 1 AS v FROM pg_sleep(2)', value: v, "
+      "timeout: 10s}\n");
+  std::vector<std::thread> scrapers;
+  std::vector<double> up(6, -1);
+  for (int i = 0; i < 6; ++i) {
+    scrapers.emplace_back([this, i, &up] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(i == 0 ? 0 : 200 + 30 * i));
+      const std::string timeout = i == 0 ? "10" : "1.5";
+      up[i] = ParseMetrics(
+          Scrape({"X-Prometheus-Scrape-Timeout-Seconds: " + timeout}).body)["pgjobs_up"];
+    });
+  }
+  for (auto& t : scrapers) t.join();
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(up[i], 1) << "scrape " << i;
+  EXPECT_EQ(Metrics()["test_slow"], 1);
+}
+
+// A failing collector costs its metrics, and says why in the log, once per minute at most.
+TEST_F(ExporterTest, AFailingCollectorIsLoggedWithItsError) {
+  Start("custom_metrics:\n  - {name: test_broken, query: 'SELECT 1/0 AS v', value: v}\n");
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(Metrics()["pgjobs_scrape_collector_success{collector=\"custom:test_broken\"}"], 0);
+  }
+  const std::string out = exporter_->Output();
+  const std::string line =
+      "level=warn msg=\"collector failed\" collector=custom:test_broken err=\"custom query: "
+      "division by zero [SQLSTATE 22012]\"";
+  EXPECT_NE(out.find(line), std::string::npos) << out;
+  EXPECT_EQ(out.find(line, out.find(line) + 1), std::string::npos) << "logged once: " << out;
+}
+
+// A database that refuses the exporter is logged with the reason and the redacted DSN, once,
+// not once per scrape.
+TEST_F(ExporterTest, ARefusedConnectionIsLoggedWithItsReasonOnce) {
+  const std::string path = WriteFile(
+      dir_, "refused.yaml", "database:\n  dsn: \"" + dsn_ + " user=nobody password=hunter2\"\n");
+  exporter_ = std::make_unique<BackgroundProcess>(
+      std::vector<std::string>{kBin, "--config.file=" + path, "--web.listen-address=127.0.0.1:0"},
+      std::vector<std::string>{});
+  ASSERT_TRUE(exporter_->WaitForOutput("msg=listening")) << exporter_->Output();
+  port_ = exporter_->LoggedInt("ports");
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Metrics()["pgjobs_up"], 0);
+  const std::string out = exporter_->Output();
+  EXPECT_NE(out.find("level=warn msg=\"cannot reach the database\" collector=connect err=\""
+                     "connecting to host=127.0.0.1"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("role \\\"nobody\\\" does not exist"), std::string::npos) << out;
+  EXPECT_NE(out.find("password=***"), std::string::npos) << out;
+  EXPECT_EQ(out.find("hunter2"), std::string::npos) << out;
+  size_t lines = 0;
+  for (size_t at = out.find("cannot reach the database"); at != std::string::npos;
+       at = out.find("cannot reach the database", at + 1)) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 1u) << out;
+}
+
 TEST_F(ExporterTest, MalformedRequestsAreRefusedWithoutHarm) {
   Start();
-  // CivetWeb echoes the request's protocol token into its status line, so read the raw reply.
-  EXPECT_NE(HttpRaw(port_, "THIS IS NOT HTTP\r\n\r\n").raw.find(" 400 Bad Request\r\n"),
+  EXPECT_NE(HttpRaw(port_, "THIS IS NOT HTTP\r\n\r\n").raw.find("HTTP/1.1 400 Bad Request\r\n"),
             std::string::npos);
   EXPECT_EQ(HttpRaw(port_, "GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n").status,
-            411);
-  EXPECT_EQ(HttpRaw(port_, "GET / HTTP/1.1\r\nX: " + std::string(20000, 'a') + "\r\n\r\n").status,
             400);
+  EXPECT_EQ(HttpRaw(port_, "GET / HTTP/1.1\r\nX: " + std::string(20000, 'a') + "\r\n\r\n").status,
+            431);
+  EXPECT_EQ(
+      HttpRaw(port_, "GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody").status,
+      413);
+  EXPECT_EQ(HttpRaw(port_, "GET /metrics HTTP/3\r\n\r\n").status, 505);
   EXPECT_EQ(HttpGet(port_, "/nowhere").status, 404);
   EXPECT_EQ(HttpRaw(port_,
                     "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
@@ -448,10 +548,14 @@ TEST(ExporterConfigCheck, BadConfigsAreRefusedWordForWord) {
       {"wrong_type.yaml", ":2:21: web.listen_addresses: expected a list of strings, got a map"},
       {"bad_duration.yaml",
        ":2:12: scrape.timeout: expected a duration such as 500ms, 30s or "
-       "5m, got 'soon'"},
+       "5m, up to 365d, got 'soon'"},
       {"bad_listen.yaml",
-       ":2:21: web.listen_addresses: listen address '[::]:9467': IPv6 is not "
-       "supported; listen on an IPv4 address such as 0.0.0.0:PORT"},
+       ":2:21: web.listen_addresses: listen address '999.1.1.1:19476': expected an IP address "
+       "such as 127.0.0.1 or [::1], or localhost, got '999.1.1.1'"},
+      {"custom_own_name.yaml",
+       ":2:12: custom_metrics[0].name: 'pgjobs_up' is a metric of the exporter's own; choose "
+       "another name"},
+      {"custom_labels_twice.yaml", ":2:58: custom_metrics[0].labels: label 'a' is listed twice"},
       {"bad_buckets.yaml",
        ":3:19: metrics.buckets.wait_seconds: expected ascending numbers, "
        "got 1 after 5"},

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <set>
+
 #include "pgjobs/exporter/config.h"
 #include "pgjobs/exporter/exporter.h"
 
@@ -69,6 +72,22 @@ TEST(ParseExporterConfig, RefusesBadCustomMetrics) {
             "e.yaml:3:12: custom_metrics[1].name: duplicate custom metric 'a'");
   EXPECT_EQ(message("metrics: {max_tasks: 0}\n"),
             "e.yaml:1:22: metrics.max_tasks: expected an integer from 1 to 100000, got 0");
+}
+
+// The list that custom metrics may not collide with is the list of what the exporter serves:
+// every family of the golden scrape, plus the process_* ones it leaves out as volatile.
+TEST(OwnFamilyNames, AreTheFamiliesTheExporterServes) {
+  std::ifstream golden(PGJOBS_SOURCE_DIR "/tests/testdata/exporter_golden.prom");
+  std::set<std::string> served;
+  for (std::string line; std::getline(golden, line);) {
+    if (line.starts_with("# TYPE ")) served.insert(line.substr(7, line.find(' ', 7) - 7));
+  }
+  ASSERT_FALSE(served.empty());
+  std::set<std::string> own;
+  for (const std::string& name : OwnFamilyNames()) {
+    if (!name.starts_with("process_")) own.insert(name);
+  }
+  EXPECT_EQ(own, served);
 }
 
 }  // namespace

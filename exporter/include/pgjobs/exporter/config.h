@@ -48,6 +48,10 @@ struct ExporterConfig {
   std::vector<CustomMetric> custom_metrics;
 };
 
+/// The names of every metric family jobs-exporter serves itself; a custom metric may take none
+/// of them (nor a histogram's _bucket, _sum or _count series).
+const std::vector<std::string>& OwnFamilyNames();
+
 /// Parses and validates the YAML in `text` (the contents of `file`), expanding ${VAR} with
 /// `env`. Throws config::ConfigError: "file:line:column: key.path: problem".
 ExporterConfig ParseExporterConfig(const std::string& text, const std::string& file,

@@ -14,6 +14,8 @@
 #include "pgjobs/exporter/config.h"
 #include "pgjobs/exporter/stats_source.h"
 #include "pgjobs/http/metrics.h"
+#include "pgjobs/log/failure_log.h"
+#include "pgjobs/log/logger.h"
 
 namespace pgjobs::exporter {
 
@@ -38,12 +40,16 @@ class TaskLabels {
 /// Thread-safe: concurrent scrapes share one collection (single flight).
 class Exporter {
  public:
-  /// `version` is reported in pgjobs_exporter_build_info.
-  Exporter(ExporterConfig config, std::string version);
+  /// `version` is reported in pgjobs_exporter_build_info. `logger` must outlive the exporter; it
+  /// gets a line when the database cannot be reached and when a collector fails (at most one a
+  /// minute per collector while it keeps failing), and one when it recovers.
+  Exporter(ExporterConfig config, std::string version, log::Logger& logger);
   ~Exporter();
 
-  /// Collects every metric, finishing by `deadline`: a collector that fails or runs out of time
-  /// costs its own metrics and reports pgjobs_scrape_collector_success 0. Never throws.
+  /// Collects every metric, finishing by `deadline` whatever the database does: a collector that
+  /// fails or runs out of time costs its own metrics and reports pgjobs_scrape_collector_success
+  /// 0. A scrape that arrives while another collects waits for that collection and reports it
+  /// (which ends by the other scrape's deadline). Never throws.
   http::Families Scrape(std::chrono::steady_clock::time_point deadline);
 
   /// Replaces the configuration (after SIGHUP). The connection is re-opened when the DSN
@@ -72,7 +78,13 @@ class Exporter {
   void CollectCustom(const CustomMetric& metric, std::chrono::steady_clock::time_point deadline,
                      http::Families& out);
 
+  // Logs a collector's (or the connection's) failure when FailureLog says so.
+  void LogFailure(const std::string& collector, const std::string& error);
+  void LogSuccess(const std::string& collector);
+
   const std::string version_;
+  log::Logger& logger_;
+  log::FailureLog failures_;  // touched only by the collection in flight
   mutable std::mutex config_mutex_;
   ExporterConfig config_;
 

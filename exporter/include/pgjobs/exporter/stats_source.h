@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -52,14 +51,17 @@ struct CustomResult {
 };
 
 /// Every query jobs-exporter runs, on one connection that it opens on demand and re-opens after
-/// it broke. Not thread-safe, except Cancel(). Every method throws db::DbError.
+/// it broke. Not thread-safe. Every method throws db::DbError.
 class StatsSource {
  public:
   explicit StatsSource(db::ConnectOptions options);
   ~StatsSource();
 
-  /// Connects if needed and sets statement_timeout and lock_timeout for the work that follows.
-  void Begin(std::chrono::milliseconds statement_timeout, std::chrono::milliseconds lock_timeout);
+  /// Connects if needed, and makes every call until the next Begin() return by `deadline`
+  /// whatever the database does (statement_timeout on the server, and the connection's own
+  /// deadline on this side), with `lock_timeout` on every statement.
+  void Begin(std::chrono::steady_clock::time_point deadline,
+             std::chrono::milliseconds lock_timeout);
   std::vector<QueueRow> Queue();
   /// Finished jobs since `after` (std::nullopt: only the current watermark).
   FinishedBatch Finished(std::optional<long long> after, const std::vector<double>& wait_bounds,
@@ -74,14 +76,11 @@ class StatsSource {
   DatabaseHealth Health();
   /// Runs a user-defined query under its own statement timeout.
   CustomResult Custom(const std::string& query, std::chrono::milliseconds timeout);
-  /// Cancels the running statement; any thread.
-  void Cancel() noexcept;
   /// Drops the connection if the last error broke it.
   void ForgetIfBroken();
 
  private:
   db::ConnectOptions options_;
-  std::mutex connection_mutex_;  // guards replacing connection_ against Cancel()
   std::unique_ptr<db::Connection> connection_;
   db::Connection& Conn();
 };
