@@ -37,6 +37,20 @@ TEST(ClassifySqlState, BadInputIsPermanent) {
   }
 }
 
+TEST(ClassifySqlState, TellsBadValuesAndWrongStatesFromTheRest) {
+  for (const char* code : {"22021", "22P02", "22P05", "22023", "22012", "23505", "23514"}) {
+    EXPECT_TRUE(ClassifySqlState(code).bad_value) << code;
+    EXPECT_FALSE(ClassifySqlState(code).wrong_state) << code;
+  }
+  EXPECT_TRUE(ClassifySqlState("55000").wrong_state);
+  for (const char* code : {"42501", "42883", "08006", "57014", "55P03", "", "XX000"}) {
+    EXPECT_FALSE(ClassifySqlState(code).bad_value) << code;
+    EXPECT_FALSE(ClassifySqlState(code).wrong_state) << code;
+  }
+  EXPECT_TRUE(DbError("x", "22021", "complete", false).BadValue());
+  EXPECT_TRUE(DbError("x", "55000", "ack", false).WrongState());
+}
+
 TEST(DbError, CommitOutcomeUnknownOnlyWhenCommitBrokeTheConnection) {
   EXPECT_TRUE(DbError("x", "", "commit", true).CommitOutcomeUnknown());
   EXPECT_FALSE(DbError("x", "", "ack", true).CommitOutcomeUnknown());

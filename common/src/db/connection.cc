@@ -402,8 +402,11 @@ PipelineOutcome Connection::RunPipeline(const std::vector<Statement>& statements
   if (PQenterPipelineMode(conn) == 0) impl_->Fail(statements.front().name, nullptr);
   for (const Statement& s : statements) {
     ParamArrays arrays(s.params);
-    if (PQsendQueryParams(conn, s.sql.c_str(), static_cast<int>(s.params.size()), nullptr,
-                          arrays.values.data(), nullptr, nullptr, 0) == 0) {
+    std::vector<Oid> types(s.param_types.begin(), s.param_types.end());
+    types.resize(types.empty() ? 0 : s.params.size(), 0);
+    if (PQsendQueryParams(conn, s.sql.c_str(), static_cast<int>(s.params.size()),
+                          types.empty() ? nullptr : types.data(), arrays.values.data(), nullptr,
+                          nullptr, 0) == 0) {
       impl_->broken = true;  // a pipeline that cannot be sent cannot be resumed either
       impl_->Fail(s.name, nullptr);
     }

@@ -23,6 +23,10 @@ SqlStateTraits ClassifySqlState(std::string_view sqlstate) {
     traits.transient = true;  // serialization_failure, deadlock_detected
   } else if (cls == "53") {
     traits.transient = true;  // insufficient_resources (too many connections, out of memory)
+  } else if (cls == "22" || cls == "23") {
+    traits.bad_value = true;  // data_exception, integrity_constraint_violation
+  } else if (sqlstate == "55000") {
+    traits.wrong_state = true;  // object_not_in_prerequisite_state
   }
   return traits;
 }
@@ -40,5 +44,9 @@ bool DbError::Transient() const {
 }
 
 bool DbError::TimedOut() const { return ClassifySqlState(sqlstate_).timed_out; }
+
+bool DbError::BadValue() const { return ClassifySqlState(sqlstate_).bad_value; }
+
+bool DbError::WrongState() const { return ClassifySqlState(sqlstate_).wrong_state; }
 
 }  // namespace pgjobs::db

@@ -44,12 +44,18 @@ class Result {
   std::shared_ptr<const Impl> impl_;
 };
 
+/// The type OID of jsonb, for Statement::param_types.
+inline constexpr unsigned int kJsonbType = 3802;
+
 /// One statement of a pipeline (Connection::RunPipeline, RunInOneTransaction). `name` is what
 /// errors call it.
 struct Statement {
   std::string name;
   std::string sql;
   Params params;
+  /// The parameters' types (built-in type OIDs), when the statement must not infer them: a
+  /// declared parameter may go unused, where an inferred one must appear. Empty: inferred.
+  std::vector<unsigned int> param_types = {};
 };
 
 /// What Connection::RunPipeline did: one Result per statement that succeeded, and the first

@@ -16,6 +16,12 @@ struct SqlStateTraits {
   bool timed_out = false;
   /// The connection itself failed (class 08, or the server shutting down).
   bool connection_lost = false;
+  /// A value sent with the call was refused (class 22, data exception, or 23, integrity
+  /// constraint): the same call fails again, and a call without that value may not.
+  bool bad_value = false;
+  /// The object is not in a state the call allows (55000): for the queue, an ack or nack of an
+  /// attempt that no longer runs.
+  bool wrong_state = false;
 };
 
 /// Classifies a five-character SQLSTATE. Unknown or malformed codes are permanent errors.
@@ -42,6 +48,10 @@ class DbError : public Error {
   bool Transient() const;
   /// The statement was cancelled by a timeout or a cancel request.
   bool TimedOut() const;
+  /// A value sent with the call was refused (see SqlStateTraits::bad_value).
+  bool BadValue() const;
+  /// The object is not in a state the call allows (see SqlStateTraits::wrong_state).
+  bool WrongState() const;
   /// The connection broke during COMMIT: the transaction may or may not have committed, and the
   /// work must not be replayed blindly.
   bool CommitOutcomeUnknown() const { return connection_broken_ && statement_ == "commit"; }
