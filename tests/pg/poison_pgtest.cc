@@ -169,6 +169,7 @@ TEST_F(PoisonTest, EveryFunctionIsExecutableOnlyByTheRolesItIsFor) {
       {"jobs.nack(text,text,text,text)", consumer},
       {"jobs.consume(integer,character varying[],bigint)", consumer},
       {"jobs.expire()", consumer},
+      {"jobs.complete(bigint[],integer[],bigint[],text[],integer[])", consumer},
       {"jobs.register_worker(text,text,integer,integer,interval)", consumer},
       {"jobs.heartbeat(bigint)", consumer},
       {"jobs.unregister_worker(bigint)", consumer},

@@ -464,5 +464,38 @@ TEST_F(QueueTest, ViewsShowEveryStateWithTheirColumns) {
   }
 }
 
+// jobs.complete reports a batch of results in one call and says what became of each job, so that
+// a worker never restates the rule for a job that failed for good.
+TEST_F(QueueTest, CompleteAcksAndNacksAndSaysWhatBecameOfEachJob) {
+  const long long ok = Publish("t");
+  const long long again = Publish("t", "i_max_retries => 1");
+  const long long dead = Publish("t", "i_max_retries => 0");
+  const long long reclaimed = Publish("t");
+  Conn().Query("consume", "SELECT * FROM jobs.consume(4)");
+  auto s = [](long long v) { return std::to_string(v); };
+  db::Result r = Conn().Query(
+      "complete",
+      "SELECT job_id, outcome FROM jobs.complete($1::bigint[], $2::int[], $3::bigint[], "
+      "$4::text[], $5::int[]) ORDER BY job_id",
+      {"{" + s(ok) + "," + s(reclaimed) + "}", "{1,2}", "{" + s(again) + "," + s(dead) + "}",
+       "{boom,bang}", "{1,1}"});
+  ASSERT_EQ(r.Rows(), 3) << "the attempt that no longer runs is left out";
+  EXPECT_EQ(r.Int(0, 0), ok);
+  EXPECT_EQ(r.Text(0, 1), "success");
+  EXPECT_EQ(r.Int(1, 0), again);
+  EXPECT_EQ(r.Text(1, 1), "retry");
+  EXPECT_EQ(r.Int(2, 0), dead);
+  EXPECT_EQ(r.Text(2, 1), "failure");
+  EXPECT_EQ(Value("SELECT string_agg(job_id || status, ',' ORDER BY job_id) FROM jobs.job"),
+            s(ok) + "success," + s(dead) + "failure");
+  EXPECT_EQ(Value("SELECT tracebacks->0->>'error' FROM jobs.all WHERE job_id = " + s(again)),
+            "boom");
+  EXPECT_EQ(Value("SELECT count(*) FROM jobs.complete('{}', '{}', '{}', '{}', '{}')"), "0");
+  db::DbError e = Refusal("SELECT * FROM jobs.complete('{}', '{}', $1::bigint[], '{}', '{1}')",
+                          {"{" + s(reclaimed) + "}"});
+  EXPECT_EQ(e.SqlState(), "22023");
+  EXPECT_EQ(e.ServerMessage(), "jobs.complete: tracebacks has 0 elements but job_ids has 1");
+}
+
 }  // namespace
 }  // namespace pgjobs::testing
