@@ -1,60 +1,77 @@
 #include "command_handler.h"
 
-#include <curl/curl.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <string_view>
 
-#include "pgjobs/log/logger.h"
+#include "safe_text.h"
 
 namespace pgjobs::worker {
-
-std::string Tail(const std::string& text, size_t bytes) {
-  if (text.size() <= bytes) return text;
-  return "..." + text.substr(text.size() - bytes);
-}
-
 namespace {
 
-int Remaining(std::chrono::steady_clock::time_point deadline) {
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      deadline - std::chrono::steady_clock::now())
-                      .count();
-  return ms < 0 ? 0 : static_cast<int>(std::min<long long>(ms, 1000));
+using Clock = std::chrono::steady_clock;
+
+// stderr kept while a command runs; the outcome rule keeps the tail of it.
+constexpr size_t kKeptStderr = 64 * 1024;
+
+int MillisecondsUntil(Clock::time_point until, int cap) {
+  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(until - Clock::now()).count();
+  return static_cast<int>(std::clamp<long long>(ms, 0, cap));
 }
 
-Outcome RunCommand(const std::vector<std::string>& argv, Job job,
-                   const std::atomic<std::chrono::steady_clock::rep>* abort_at) {
-  // The deadline, shortened by a shutdown that arrives while the command runs.
-  auto deadline = [&job, abort_at] {
-    if (abort_at == nullptr) return job.deadline;
-    const auto abort =
-        std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(*abort_at));
-    return std::min(job.deadline, abort);
-  };
-  int in_pipe[2];
-  int err_pipe[2];
-  if (pipe2(in_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) {
-    return Outcome::Failure(std::string("cannot create pipes: ") + std::strerror(errno));
+// A descriptor that becomes readable when the process exits (Linux 5.3), or -1.
+int OpenPidfd(pid_t pid) {
+#ifdef SYS_pidfd_open
+  return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+#else
+  (void)pid;
+  return -1;
+#endif
+}
+
+// Blocks SIGPIPE on this thread while a command's stdin is written: a command that exits
+// without reading all of it must cost an EPIPE, not the process. A SIGPIPE left pending is taken
+// before the mask is restored.
+class PipeSignalBlock {
+ public:
+  PipeSignalBlock() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_, &previous_);
   }
+  ~PipeSignalBlock() {
+    const timespec zero{0, 0};
+    while (sigtimedwait(&pipe_, nullptr, &zero) > 0) {
+    }
+    pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
+  }
+  PipeSignalBlock(const PipeSignalBlock&) = delete;
+  PipeSignalBlock& operator=(const PipeSignalBlock&) = delete;
+
+ private:
+  sigset_t pipe_;
+  sigset_t previous_;
+};
+
+void CloseFd(int& fd) {
+  if (fd >= 0) close(fd);
+  fd = -1;
+}
+
+Outcome RunCommand(const std::vector<std::string>& argv,
+                   const std::vector<std::string>& environment, const Job& job,
+                   const Shutdown& shutdown) {
   // Everything the child needs is built here: the worker is multithreaded, so nothing may
   // allocate or take a lock between fork and exec. posix_spawn does no more than exec needs.
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string_view entry(*e);
-    if (entry.starts_with("PGJOBS_JOB_ID=") || entry.starts_with("PGJOBS_TASK=") ||
-        entry.starts_with("PGJOBS_ATTEMPT=")) {
-      continue;
-    }
-    env_strings.emplace_back(entry);
-  }
+  std::vector<std::string> env_strings = environment;
   env_strings.push_back("PGJOBS_JOB_ID=" + std::to_string(job.id));
   env_strings.push_back("PGJOBS_TASK=" + job.task);
   env_strings.push_back("PGJOBS_ATTEMPT=" + std::to_string(job.attempt));
@@ -66,6 +83,16 @@ Outcome RunCommand(const std::vector<std::string>& argv, Job job,
   for (std::string& a : args_copy) args.push_back(a.data());
   args.push_back(nullptr);
 
+  int in_pipe[2];
+  int err_pipe[2];
+  if (pipe2(in_pipe, O_CLOEXEC) != 0) {
+    return Outcome::Failure(std::string("cannot create pipes: ") + std::strerror(errno));
+  }
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
+    close(in_pipe[0]);
+    close(in_pipe[1]);
+    return Outcome::Failure(std::string("cannot create pipes: ") + std::strerror(errno));
+  }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, in_pipe[0], 0);
@@ -89,111 +116,93 @@ Outcome RunCommand(const std::vector<std::string>& argv, Job job,
   const int spawned = posix_spawnp(&pid, args[0], &actions, &attributes, args.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attributes);
-  if (spawned != 0) {
-    for (int fd : {in_pipe[0], in_pipe[1], err_pipe[0], err_pipe[1]}) close(fd);
-    return Outcome::Failure("cannot run " + argv[0] + ": " + std::strerror(spawned));
-  }
   close(in_pipe[0]);
   close(err_pipe[1]);
-  // Arguments are small; a child that does not read stdin must not block us, so write what fits.
-  fcntl(in_pipe[1], F_SETFL, O_NONBLOCK);
-  (void)!write(in_pipe[1], job.arguments.data(), job.arguments.size());
-  close(in_pipe[1]);
+  int in_fd = in_pipe[1];
+  int err_fd = err_pipe[0];
+  if (spawned != 0) {
+    CloseFd(in_fd);
+    CloseFd(err_fd);
+    return Outcome::Failure("cannot run " + argv[0] + ": " + std::strerror(spawned));
+  }
+  fcntl(in_fd, F_SETFL, O_NONBLOCK);
+  fcntl(err_fd, F_SETFL, O_NONBLOCK);
+  int exit_fd = OpenPidfd(pid);
 
+  PipeSignalBlock no_sigpipe;
+  const std::string& input = job.arguments;
+  size_t written = 0;
   std::string err;
+  bool exited = false;
+  int status = 0;
+  Clock::time_point linger_until;
   bool timed_out = false;
   for (;;) {
-    if (std::chrono::steady_clock::now() >= deadline()) {
+    const Clock::time_point deadline = shutdown.For(job.deadline);
+    if (Clock::now() >= deadline) {
       timed_out = true;
       break;
     }
-    pollfd pfd{err_pipe[0], POLLIN, 0};
-    const int ready = poll(&pfd, 1, std::min(Remaining(deadline()), 100));
-    if (ready > 0) {
-      char buf[4096];
-      const ssize_t n = read(err_pipe[0], buf, sizeof buf);
-      if (n <= 0) break;  // stderr closed: the process is exiting
-      err.append(buf, static_cast<size_t>(n));
-      if (err.size() > 64 * 1024) err = Tail(err, 16 * 1024);
+    if (!exited && waitpid(pid, &status, WNOHANG) == pid) {
+      exited = true;
+      linger_until = Clock::now() + kCommandLinger;
+      CloseFd(exit_fd);
+      CloseFd(in_fd);  // what it did not read, it did not want
     }
-  }
-  int status = 0;
-  if (!timed_out) {
-    // stderr closed; wait for the exit, still bounded by the deadline.
-    while (waitpid(pid, &status, WNOHANG) == 0) {
-      if (std::chrono::steady_clock::now() >= deadline()) {
-        timed_out = true;
-        break;
+    if (exited && (err_fd < 0 || Clock::now() >= linger_until)) break;
+    pollfd fds[3];
+    nfds_t n = 0;
+    if (in_fd >= 0) fds[n++] = {in_fd, POLLOUT, 0};
+    if (err_fd >= 0) fds[n++] = {err_fd, POLLIN, 0};
+    if (exit_fd >= 0) fds[n++] = {exit_fd, POLLIN, 0};
+    // Without a pidfd the exit is noticed by looking every 10 ms.
+    int wait_ms = MillisecondsUntil(deadline, exit_fd >= 0 || exited ? 1000 : 10);
+    if (exited) wait_ms = std::min(wait_ms, MillisecondsUntil(linger_until, 1000));
+    if (poll(fds, n, wait_ms) < 0 && errno != EINTR) break;
+    for (nfds_t i = 0; i < n; ++i) {
+      if (fds[i].revents == 0) continue;
+      if (fds[i].fd == in_fd) {
+        const size_t chunk = std::min<size_t>(input.size() - written, 64 * 1024);
+        const ssize_t w = chunk == 0 ? 0 : write(in_fd, input.data() + written, chunk);
+        if (w > 0) written += static_cast<size_t>(w);
+        if (written == input.size() || (w < 0 && errno != EAGAIN && errno != EINTR)) {
+          CloseFd(in_fd);  // all sent (end of input), or the command closed its stdin
+        }
+      } else if (fds[i].fd == err_fd) {
+        char buf[8192];
+        const ssize_t r = read(err_fd, buf, sizeof buf);
+        if (r > 0) {
+          err.append(buf, static_cast<size_t>(r));
+          if (err.size() > 2 * kKeptStderr) err.erase(0, err.size() - kKeptStderr);
+        } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+          CloseFd(err_fd);
+        }
       }
-      usleep(1000);
     }
   }
+  CloseFd(in_fd);
+  CloseFd(err_fd);
+  CloseFd(exit_fd);
+  // Whatever is left in its group goes: the command's own exit has decided.
+  kill(-pid, SIGKILL);
+  if (!exited) waitpid(pid, &status, 0);
   if (timed_out) {
-    kill(-pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    close(err_pipe[0]);
     return Outcome::Timeout("timeout: " + argv[0] + " ran past the job's timeout and was killed");
   }
-  close(err_pipe[0]);
-  kill(-pid, SIGKILL);  // anything it left running in its group goes with it
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return Outcome::Success();
   const std::string how = WIFEXITED(status)
                               ? "exited with status " + std::to_string(WEXITSTATUS(status))
                               : std::string("killed by signal ") + strsignal(WTERMSIG(status));
-  return Outcome::Failure(argv[0] + " " + how + (err.empty() ? "" : ": " + Tail(err)));
-}
-
-size_t Collect(char* data, size_t size, size_t count, void* out) {
-  static_cast<std::string*>(out)->append(data, size * count);
-  return size * count;
-}
-
-Outcome Post(const std::string& url, const std::vector<std::string>& headers, const Job& job) {
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        job.deadline - std::chrono::steady_clock::now())
-                        .count();
-  if (left <= 0) return Outcome::Timeout("timeout: no time left to POST to " + url);
-  CURL* curl = curl_easy_init();
-  if (curl == nullptr) return Outcome::Failure("cannot create an HTTP client");
-  const std::string body =
-      "{\"job_id\":" + std::to_string(job.id) + ",\"task\":" + log::JsonQuote(job.task) +
-      ",\"attempt\":" + std::to_string(job.attempt) + ",\"arguments\":" + job.arguments + "}";
-  curl_slist* list = curl_slist_append(nullptr, "Content-Type: application/json");
-  for (const std::string& h : headers) list = curl_slist_append(list, h.c_str());
-  std::string response;
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(left));
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &Collect);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
-  const CURLcode rc = curl_easy_perform(curl);
-  long status = 0;
-  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-  curl_slist_free_all(list);
-  curl_easy_cleanup(curl);
-  if (rc == CURLE_OPERATION_TIMEDOUT) {
-    return Outcome::Timeout("timeout: POST " + url + " did not answer before the job's timeout");
-  }
-  if (rc != CURLE_OK) return Outcome::Failure("POST " + url + ": " + curl_easy_strerror(rc));
-  if (status >= 200 && status < 300) return Outcome::Success();
-  return Outcome::Failure("POST " + url + ": HTTP " + std::to_string(status) +
-                          (response.empty() ? "" : ": " + Tail(response, 1000)));
+  err = SafeTail(err, 2000);
+  return Outcome::Failure(argv[0] + " " + how + (err.empty() ? "" : ": " + err));
 }
 
 }  // namespace
 
-Handler CommandHandler(std::vector<std::string> argv,
-                       const std::atomic<std::chrono::steady_clock::rep>* abort_at) {
-  return [argv = std::move(argv), abort_at](const Job& job) {
-    return RunCommand(argv, job, abort_at);
-  };
-}
-
-Handler HttpHandler(std::string url, std::vector<std::string> headers) {
-  return [url = std::move(url), headers = std::move(headers)](const Job& job) {
-    return Post(url, headers, job);
+Handler CommandHandler(std::vector<std::string> argv, std::vector<std::string> environment,
+                       const Shutdown& shutdown) {
+  return [argv = std::move(argv), environment = std::move(environment), &shutdown](const Job& job) {
+    return RunCommand(argv, environment, job, shutdown);
   };
 }
 

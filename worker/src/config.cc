@@ -1,11 +1,37 @@
 #include "pgjobs/worker/config.h"
 
+#include <cctype>
+
 #include "pgjobs/http/server.h"
 
 namespace pgjobs::worker {
+
+std::vector<std::string> CommandEnvironment(const config::EnvLookup& env,
+                                            const std::vector<std::string>& pass_env,
+                                            const std::map<std::string, std::string>& values) {
+  std::map<std::string, std::string> chosen;
+  auto pass = [&](const std::string& name) {
+    if (auto value = env ? env(name) : std::nullopt) chosen[name] = *value;
+  };
+  for (const std::string& name : kCommandEnvironment) pass(name);
+  for (const std::string& name : pass_env) pass(name);
+  for (const auto& [name, value] : values) chosen[name] = value;
+  std::vector<std::string> out;
+  for (const auto& [name, value] : chosen) out.push_back(name + "=" + value);
+  return out;
+}
+
 namespace {
 
-TaskConfig ParseTask(config::MapReader& m) {
+bool ValidEnvName(const std::string& name) {
+  if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
+  }
+  return true;
+}
+
+TaskConfig ParseTask(config::MapReader& m, const config::EnvLookup& env) {
   TaskConfig t;
   int kinds = 0;
   if (auto command = m.StringList("command")) {
@@ -15,6 +41,24 @@ TaskConfig ParseTask(config::MapReader& m) {
     t.command = *command;
     ++kinds;
   }
+  std::vector<std::string> pass_env;
+  std::map<std::string, std::string> values;
+  if (auto names = m.StringList("pass_env")) {
+    if (t.command.empty()) m.Fail("pass_env", "only command tasks have an environment");
+    for (const std::string& name : *names) {
+      if (!ValidEnvName(name)) m.Fail("pass_env", "expected variable names, got '" + name + "'");
+    }
+    pass_env = *names;
+  }
+  if (auto extra = m.Map("env")) {
+    if (t.command.empty()) m.Fail("env", "only command tasks have an environment");
+    for (const std::string& name : extra->Keys()) {
+      if (!ValidEnvName(name)) extra->Fail(name, "expected a variable name, got '" + name + "'");
+      values[name] = extra->String(name).value_or("");
+    }
+    extra->Finish();
+  }
+  if (!t.command.empty()) t.environment = CommandEnvironment(env, pass_env, values);
   if (auto sql = m.String("sql")) {
     if (sql->empty()) m.Fail("sql", "expected a statement, got ''");
     t.sql = *sql;
@@ -59,6 +103,8 @@ WorkerConfig ParseWorkerConfig(const std::string& text, const std::string& file,
   if (auto db = root.Map("database")) {
     c.dsn = db->String("dsn").value_or("");
     c.connect_timeout = db->Duration("connect_timeout").value_or(c.connect_timeout);
+    c.call_timeout = db->Duration("call_timeout").value_or(c.call_timeout);
+    if (c.call_timeout.count() <= 0) db->Fail("call_timeout", "expected a positive duration");
     db->Finish();
   }
   if (auto w = root.Map("worker")) {
@@ -95,7 +141,7 @@ WorkerConfig ParseWorkerConfig(const std::string& text, const std::string& file,
     m->Finish();
   }
   if (auto tasks = root.Map("tasks")) {
-    for (auto& [name, task] : tasks->Entries()) c.tasks[name] = ParseTask(task);
+    for (auto& [name, task] : tasks->Entries()) c.tasks[name] = ParseTask(task, env);
   }
   root.Finish();
   return c;

@@ -13,10 +13,25 @@ namespace pgjobs::worker {
 /// The port jobs-worker serves its metrics on by default.
 inline constexpr int kDefaultPort = 9466;
 
+/// The worker's environment variables that a command gets by default; nothing else of the
+/// worker's environment (its DSN, say) reaches a command unless the task's pass_env names it.
+inline const std::vector<std::string> kCommandEnvironment = {
+    "PATH",        "HOME", "LANG",   "LANGUAGE", "LC_ALL", "LC_CTYPE",
+    "LC_MESSAGES", "TZ",   "TMPDIR", "USER",     "LOGNAME"};
+
+/// A command's environment: kCommandEnvironment and `pass_env` looked up with `env` (unset ones
+/// left out), then `values` (which win); NAME=value entries. Pure.
+std::vector<std::string> CommandEnvironment(const config::EnvLookup& env,
+                                            const std::vector<std::string>& pass_env,
+                                            const std::map<std::string, std::string>& values);
+
 /// How one configured task runs. Exactly one of command, sql and http_url is set.
 struct TaskConfig {
   /// argv, run without a shell; arguments as JSON on stdin.
   std::vector<std::string> command;
+  /// The command's whole environment (NAME=value), besides PGJOBS_JOB_ID, PGJOBS_TASK and
+  /// PGJOBS_ATTEMPT; see CommandEnvironment. Empty: nothing else.
+  std::vector<std::string> environment;
   /// A statement run with the arguments (jsonb) as $1, committed with the ack.
   std::string sql;
   /// sql tasks: up to this many waiting jobs run in one transaction, each in its own savepoint
@@ -33,6 +48,9 @@ struct TaskConfig {
 struct WorkerConfig {
   std::string dsn;
   std::chrono::milliseconds connect_timeout{5000};
+  /// Every call of the dispatcher, completer and heartbeat returns within this long, whatever
+  /// the database does (see db::Connection).
+  std::chrono::milliseconds call_timeout{30000};
   /// Shown in jobs.worker; defaults to "jobs-worker".
   std::string name = "jobs-worker";
   int concurrency = 16;

@@ -1,0 +1,18 @@
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "metrics.h"
+#include "pgjobs/http/server.h"
+#include "shutdown.h"
+#include "status.h"
+
+namespace pgjobs::worker {
+
+/// What jobs-worker serves over HTTP: /metrics, a landing page, /-/healthy (always 200 while it
+/// serves) and /-/ready (503 while the database is unreachable or the worker stops).
+std::map<std::string, http::Handler> Routes(const WorkerMetrics& metrics, const Status& status,
+                                            const Shutdown& shutdown);
+
+}  // namespace pgjobs::worker

@@ -1,0 +1,74 @@
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace pgjobs::worker {
+
+/// How the worker paces itself between taking jobs and running them: slot accounting, when to
+/// consume, how many idle executors a batch wakes, and when the watchdog wakes one more. Pure
+/// state and decisions, with time passed in; RunQueue calls it under its lock.
+///
+/// Waking every idle executor for each batch cost more than quick jobs themselves: most of them
+/// found the queue already empty. A batch wakes as many as its expected handler time calls for,
+/// one per kWakeSlice, from each task's recent handler times (a moving average; a task not seen
+/// yet counts as slow, so a new worker wakes them all). A job slower than its task's history
+/// cannot hold up the jobs queued behind it: while jobs are queued and none is taken for
+/// kStall, the watchdog wakes one more executor.
+class RunPolicy {
+ public:
+  using Clock = std::chrono::steady_clock;
+  static constexpr double kWakeSlice = 0.001;
+  static constexpr double kUnknownSeconds = 1.0;
+  static constexpr double kPerJobSeconds = 2e-6;  // an executor's own cost per job
+  static constexpr Clock::duration kStall = std::chrono::milliseconds(2);
+
+  /// `concurrency` executors; `prefetch` jobs may be taken beyond them; `batch_size` caps one
+  /// consume (0: as many as there are free slots). `tasks` are the tasks it runs.
+  RunPolicy(int concurrency, int prefetch, int batch_size, const std::vector<std::string>& tasks);
+
+  /// Whether the dispatcher should consume now. With prefetch, it waits until half the capacity
+  /// is free, so that batches stay large.
+  bool MayConsume() const;
+  /// How many jobs to ask for.
+  int Want() const;
+
+  /// What a job of `task` adds to the expected work of the run queue, in seconds.
+  double ExpectedSeconds(const std::string& task) const;
+  /// `jobs` were taken and queued, adding `expected` seconds of work, at `now`; `queued` is the
+  /// run queue's length after them. Returns how many idle executors to wake.
+  int Queued(int jobs, double expected, size_t queued, Clock::time_point now);
+  /// An executor took jobs worth `expected` seconds at `now`; `queued` is what is left.
+  void Took(double expected, size_t queued, Clock::time_point now);
+  /// An executor ran `jobs` jobs of `task` in `seconds` each and frees their slots.
+  void Finished(const std::string& task, int jobs, double seconds);
+
+  void ExecutorWaits() { ++waiting_; }
+  void ExecutorWakes() { --waiting_; }
+  int WaitingExecutors() const { return waiting_; }
+
+  /// Whether the watchdog has anything to watch: jobs queued and an executor idle.
+  bool Watching(size_t queued) const { return queued > 0 && waiting_ > 0; }
+  /// Whether queued jobs have had no taker for kStall at `now`; when so, the watchdog wakes one
+  /// executor and the stall is counted again from `now`.
+  bool Stalled(size_t queued, Clock::time_point now);
+  /// When the watchdog should look again.
+  Clock::time_point NextLook() const { return last_progress_ + kStall; }
+
+  int FreeSlots() const { return free_slots_; }
+  int Concurrency() const { return concurrency_; }
+
+ private:
+  int concurrency_;
+  int prefetch_;
+  int batch_size_;
+  int free_slots_;
+  int waiting_ = 0;
+  double queued_seconds_ = 0;
+  Clock::time_point last_progress_{};
+  std::map<std::string, double> typical_seconds_;  // < 0: no job of the task has run yet
+};
+
+}  // namespace pgjobs::worker
