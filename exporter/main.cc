@@ -113,23 +113,6 @@ ExporterConfig LoadConfig(const Flags& flags) {
   return config;
 }
 
-// The deadline of one scrape: Prometheus' timeout header minus the offset, capped by the config.
-std::chrono::steady_clock::time_point Deadline(const pgjobs::http::Request& request,
-                                               const ExporterConfig& config) {
-  auto budget = config.scrape_timeout;
-  auto header = request.headers.find("x-prometheus-scrape-timeout-seconds");
-  if (header != request.headers.end()) {
-    char* end = nullptr;
-    const double seconds = std::strtod(header->second.c_str(), &end);
-    if (*end == '\0' && std::isfinite(seconds) && seconds > 0) {
-      const auto from_header = std::chrono::milliseconds(static_cast<long long>(seconds * 1000)) -
-                               config.scrape_timeout_offset;
-      budget = std::max(std::chrono::milliseconds(50), std::min(budget, from_header));
-    }
-  }
-  return std::chrono::steady_clock::now() + budget;
-}
-
 std::string LandingPage(const std::string& metrics_path) {
   return "<!DOCTYPE html><html><head><title>pgjobs exporter</title></head><body>"
          "<h1>pgjobs exporter</h1><p>Statistics of a PostgreSQL job queue for Prometheus.</p>"
@@ -178,7 +161,11 @@ int main(int argc, char** argv) {
   const std::string metrics_path = config.telemetry_path;
   std::map<std::string, pgjobs::http::Handler> routes;
   routes[metrics_path] = [&exporter](const pgjobs::http::Request& request) {
-    const auto families = exporter.Scrape(Deadline(request, exporter.Config()));
+    const auto now = std::chrono::steady_clock::now();
+    const auto header = request.headers.find("x-prometheus-scrape-timeout-seconds");
+    const auto families = exporter.Scrape(
+        now + pgjobs::exporter::ScrapeBudget(
+                  header == request.headers.end() ? nullptr : &header->second, exporter.Config()));
     return pgjobs::http::Response{200, pgjobs::http::kExpositionContentType,
                                   pgjobs::http::Serialize(families)};
   };

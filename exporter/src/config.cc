@@ -1,5 +1,7 @@
 #include "pgjobs/exporter/config.h"
 
+#include <cmath>
+#include <cstdlib>
 #include <regex>
 #include <set>
 
@@ -66,6 +68,22 @@ CustomMetric ParseCustom(config::MapReader& m) {
 }
 
 }  // namespace
+
+std::chrono::milliseconds ScrapeBudget(const std::string* timeout_header,
+                                       const ExporterConfig& config) {
+  auto budget = config.scrape_timeout;
+  if (timeout_header == nullptr) return budget;
+  char* end = nullptr;
+  const double seconds = std::strtod(timeout_header->c_str(), &end);
+  if (timeout_header->empty() || *end != '\0' || !std::isfinite(seconds) || seconds <= 0) {
+    return budget;
+  }
+  // Clamped before the conversion: a header of 1e300 must not overflow.
+  const auto from_header =
+      std::chrono::milliseconds(static_cast<long long>(std::min(seconds, 1e9) * 1000)) -
+      config.scrape_timeout_offset;
+  return std::max(std::chrono::milliseconds(50), std::min(budget, from_header));
+}
 
 const std::vector<std::string>& OwnFamilyNames() {
   static const std::vector<std::string> kNames = {

@@ -90,5 +90,22 @@ TEST(OwnFamilyNames, AreTheFamiliesTheExporterServes) {
   EXPECT_EQ(own, served);
 }
 
+TEST(ScrapeBudget, TakesPrometheusTimeoutLessTheOffsetWithinTheConfiguredBounds) {
+  ExporterConfig c;  // timeout 10 s, offset 500 ms
+  using std::chrono::milliseconds;
+  auto budget = [&c](const char* header) {
+    const std::string value = header == nullptr ? "" : header;
+    return ScrapeBudget(header == nullptr ? nullptr : &value, c);
+  };
+  EXPECT_EQ(budget(nullptr), milliseconds(10000));
+  EXPECT_EQ(budget("2"), milliseconds(1500));
+  EXPECT_EQ(budget("0.5"), milliseconds(50)) << "never less than 50 ms";
+  EXPECT_EQ(budget("60"), milliseconds(10000)) << "never more than scrape.timeout";
+  EXPECT_EQ(budget("1e300"), milliseconds(10000)) << "no overflow";
+  for (const char* bad : {"", "abc", "-3", "0", "nan", "inf", "2s"}) {
+    EXPECT_EQ(budget(bad), milliseconds(10000)) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace pgjobs::exporter

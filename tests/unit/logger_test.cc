@@ -1,4 +1,3 @@
-#include "pgjobs/log/failure_log.h"
 #include "pgjobs/log/logger.h"
 
 #include <gtest/gtest.h>
@@ -6,6 +5,7 @@
 #include <sstream>
 
 #include "pgjobs/error.h"
+#include "pgjobs/log/failure_log.h"
 
 namespace pgjobs::log {
 namespace {

@@ -48,6 +48,12 @@ struct ExporterConfig {
   std::vector<CustomMetric> custom_metrics;
 };
 
+/// How long one scrape may take: Prometheus' X-Prometheus-Scrape-Timeout-Seconds header (null
+/// when absent) minus scrape_timeout_offset, never more than scrape_timeout, never less than
+/// 50 ms; scrape_timeout when the header is absent or not a positive number. Pure.
+std::chrono::milliseconds ScrapeBudget(const std::string* timeout_header,
+                                       const ExporterConfig& config);
+
 /// The names of every metric family jobs-exporter serves itself; a custom metric may take none
 /// of them (nor a histogram's _bucket, _sum or _count series).
 const std::vector<std::string>& OwnFamilyNames();
