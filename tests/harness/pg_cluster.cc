@@ -19,37 +19,14 @@
 
 #include "pgjobs/error.h"
 #include "pgjobs/migrate/migrator.h"
+#include "tests/harness/process.h"
 
 namespace pgjobs::testing {
 namespace {
 
 constexpr const char* kTemplate = "pgjobs_template";
 
-std::string Tail(const std::string& path, size_t bytes = 2000) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string all = ss.str();
-  return all.size() > bytes ? all.substr(all.size() - bytes) : all;
-}
-
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    close(fd);
-    throw Error("cannot find a free loopback port");
-  }
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
-std::string BinDir() {
+std::string FindBinDir() {
   for (const char* dir : {"/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin"}) {
     if (std::filesystem::exists(std::string(dir) + "/initdb")) return dir;
   }
@@ -57,8 +34,6 @@ std::string BinDir() {
       "PostgreSQL server binaries not found in /usr/lib/postgresql/15/bin "
       "(install postgresql-15)");
 }
-
-bool IsRoot() { return geteuid() == 0; }
 
 // The pid in postmaster.pid, or 0.
 pid_t PostmasterPid(const std::string& data_dir) {
@@ -70,26 +45,17 @@ pid_t PostmasterPid(const std::string& data_dir) {
 
 }  // namespace
 
-void RunAsPostgres(const std::vector<std::string>& argv, const std::string& log) {
-  std::vector<std::string> full;
-  if (IsRoot()) full = {"/usr/sbin/runuser", "-u", "postgres", "--"};
-  full.insert(full.end(), argv.begin(), argv.end());
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    std::vector<char*> args;
-    for (auto& a : full) args.push_back(a.data());
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
+std::string RunScript(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {std::string(PGJOBS_SOURCE_DIR) + "/scripts/pg-cluster"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  ProcessResult r = RunProcess(argv);
+  if (r.exit_code != 0) {
+    throw Error("scripts/pg-cluster " + args.front() + " failed (status " +
+                std::to_string(r.exit_code) + "): " + r.err);
   }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    throw Error(argv[0] + " failed; log " + log + ":\n" + Tail(log));
-  }
+  std::string out = r.out;
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
 }
 
 PgCluster& PgCluster::Shared() {
@@ -97,28 +63,14 @@ PgCluster& PgCluster::Shared() {
   return cluster;
 }
 
-PgCluster::PgCluster() : bin_dir_(BinDir()) {
+PgCluster::PgCluster() : bin_dir_(FindBinDir()) {
   char tmpl[] = "/tmp/pgjobs-test-XXXXXX";
   if (mkdtemp(tmpl) == nullptr) throw Error("mkdtemp failed");
   dir_ = tmpl;
   data_dir_ = dir_ + "/data";
-  if (IsRoot()) {
-    const passwd* pw = getpwnam("postgres");
-    if (pw == nullptr) throw Error("running as root needs the 'postgres' user (postgresql-15)");
-    if (chown(dir_.c_str(), pw->pw_uid, pw->pw_gid) != 0) throw Error("chown " + dir_ + " failed");
-  }
   StartGuard();
-  RunAsPostgres({bin_dir_ + "/initdb", "-D", data_dir_, "-A", "trust", "-U", "postgres",
-                 "--no-sync", "-E", "UTF8", "--locale=C"},
-                dir_ + "/initdb.log");
-  // Throwaway data: durability off for speed. The benchmarks run their own cluster with defaults.
-  std::ofstream conf(data_dir_ + "/postgresql.conf", std::ios::app);
-  conf << "listen_addresses = '127.0.0.1'\nunix_socket_directories = '" << dir_ << "'\n"
-       << "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
-       << "max_connections = 200\nlog_min_messages = warning\n";
-  conf.close();
+  RunScript({"init", dir_});
   for (int attempt = 0;; ++attempt) {
-    port_ = FreePort();
     try {
       Start();
       break;
@@ -174,9 +126,11 @@ std::string PgCluster::Dsn(const std::string& dbname) const {
 }
 
 void PgCluster::Start() {
-  RunAsPostgres({bin_dir_ + "/pg_ctl", "-D", data_dir_, "-w", "-t", "60", "-l",
-                 dir_ + "/server.log", "-o", "-p " + std::to_string(port_), "start"},
-                dir_ + "/pg_ctl.log");
+  // Throwaway data: durability off for speed. The benchmarks run their own cluster with defaults.
+  const std::string port = RunScript({"start", dir_, std::to_string(port_), "-c", "fsync=off", "-c",
+                                      "synchronous_commit=off", "-c", "full_page_writes=off", "-c",
+                                      "max_connections=200", "-c", "log_min_messages=warning"});
+  port_ = std::stoi(port);
   running_ = true;
 }
 

@@ -7,8 +7,9 @@
 
 namespace pgjobs::testing {
 
-/// A throwaway PostgreSQL 15 cluster: initdb into a temporary directory, a free loopback port,
-/// run as the unprivileged `postgres` user when the tests run as root. A guard process stops the
+/// A throwaway PostgreSQL 15 cluster, made and started by scripts/pg-cluster (initdb into a
+/// temporary directory, a free loopback port, the unprivileged `postgres` user when the tests run
+/// as root). A guard process stops the
 /// postmaster by its pid and removes the directory when this process exits for any reason,
 /// including a crash or a failed assertion.
 class PgCluster {
@@ -29,6 +30,8 @@ class PgCluster {
   std::string EmptyDatabase();
   /// The TCP port the server listens on (127.0.0.1).
   int Port() const { return port_; }
+  /// The directory of the server's programs (pg_dump among them).
+  const std::string& BinDir() const { return bin_dir_; }
   /// Stops the server (fast shutdown) and waits for it; Start() brings it back on the same port.
   void Stop();
   /// Starts the server again after Stop().
@@ -50,8 +53,9 @@ class PgCluster {
   bool running_ = false;
 };
 
-/// Runs argv (as the postgres user when root), appending its output to `log`; throws
-/// pgjobs::Error with the log's tail when it exits non-zero.
-void RunAsPostgres(const std::vector<std::string>& argv, const std::string& log);
+/// Runs scripts/pg-cluster with `args` (the one place that starts throwaway clusters) and
+/// returns its output without the final newline; throws pgjobs::Error with its stderr when it
+/// fails.
+std::string RunScript(const std::vector<std::string>& args);
 
 }  // namespace pgjobs::testing
