@@ -20,7 +20,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // stderr kept while a command runs; the outcome rule keeps the tail of it.
-constexpr size_t kKeptStderr = 64 * 1024;
+constexpr size_t kKeptStderr = size_t{64} * 1024;
 
 int MillisecondsUntil(Clock::time_point until, int cap) {
   const auto ms = std::chrono::ceil<std::chrono::milliseconds>(until - Clock::now()).count();
@@ -162,7 +162,7 @@ Outcome RunCommand(const std::vector<std::string>& argv,
     for (nfds_t i = 0; i < n; ++i) {
       if (fds[i].revents == 0) continue;
       if (fds[i].fd == in_fd) {
-        const size_t chunk = std::min<size_t>(input.size() - written, 64 * 1024);
+        const size_t chunk = std::min<size_t>(input.size() - written, size_t{64} * 1024);
         const ssize_t w = chunk == 0 ? 0 : write(in_fd, input.data() + written, chunk);
         if (w > 0) written += static_cast<size_t>(w);
         if (written == input.size() || (w < 0 && errno != EAGAIN && errno != EINTR)) {

@@ -131,9 +131,10 @@ void Completer::Report(std::vector<Result>& batch) {
       if (e.BadValue() && reports.size() > 1) {
         // A value of one result was refused: halves until that one is alone, so that it
         // cannot hold back the others.
-        std::vector<Result> second(std::make_move_iterator(batch.begin() + batch.size() / 2),
+        const auto half = static_cast<std::ptrdiff_t>(batch.size() / 2);
+        std::vector<Result> second(std::make_move_iterator(batch.begin() + half),
                                    std::make_move_iterator(batch.end()));
-        batch.resize(batch.size() / 2);
+        batch.erase(batch.begin() + half, batch.end());
         Report(batch);
         Report(second);
         return;

@@ -19,8 +19,8 @@ double Since(Clock::time_point start) {
 
 }  // namespace
 
-Dispatcher::Dispatcher(const WorkerConfig& config, std::vector<std::string> tasks, RunQueue& queue,
-                       WorkerMetrics& metrics, log::Logger& logger, Status& status,
+Dispatcher::Dispatcher(const WorkerConfig& config, const std::vector<std::string>& tasks,
+                       RunQueue& queue, WorkerMetrics& metrics, log::Logger& logger, Status& status,
                        const Shutdown& shutdown)
     : config_(config),
       tasks_(queue_sql::TextArray(tasks)),

@@ -19,7 +19,7 @@ namespace pgjobs::worker {
 /// backoff when the database is lost.
 class Dispatcher {
  public:
-  Dispatcher(const WorkerConfig& config, std::vector<std::string> tasks, RunQueue& queue,
+  Dispatcher(const WorkerConfig& config, const std::vector<std::string>& tasks, RunQueue& queue,
              WorkerMetrics& metrics, log::Logger& logger, Status& status, const Shutdown& shutdown);
   ~Dispatcher();
   Dispatcher(const Dispatcher&) = delete;

@@ -20,7 +20,7 @@ struct Transfer {
 size_t Collect(char* data, size_t size, size_t count, void* out) {
   std::string& response = static_cast<Transfer*>(out)->response;
   response.append(data, size * count);
-  if (response.size() > 64 * 1024) response.erase(0, response.size() - 32 * 1024);
+  if (response.size() > size_t{64} * 1024) response.erase(0, response.size() - size_t{32} * 1024);
   return size * count;
 }
 

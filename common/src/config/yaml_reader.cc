@@ -120,10 +120,10 @@ std::string Describe(const YAML::Node& node) {
   }
 }
 
-MapReader::MapReader(YAML::Node node,
+MapReader::MapReader(const YAML::Node& node,
                      std::shared_ptr<const std::pair<std::string, EnvLookup>> source,
                      std::string path)
-    : node_(std::move(node)), source_(std::move(source)), path_(std::move(path)) {}
+    : node_(node), source_(std::move(source)), path_(std::move(path)) {}
 
 MapReader MapReader::Parse(const std::string& text, const std::string& file, EnvLookup env) {
   auto source = std::make_shared<const std::pair<std::string, EnvLookup>>(file, std::move(env));

@@ -463,7 +463,7 @@ PipelineOutcome Connection::RunPipeline(const std::vector<Statement>& statements
 
 std::vector<Result> Connection::RunInOneTransaction(const std::vector<Statement>& statements) {
   PipelineOutcome outcome = RunPipeline(statements);
-  if (outcome.error) throw *outcome.error;
+  if (outcome.error) throw DbError(*outcome.error);
   return std::move(outcome.results);
 }
 

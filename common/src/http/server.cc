@@ -129,7 +129,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr size_t kMaxHead = 16 * 1024;
+constexpr size_t kMaxHead = size_t{16} * 1024;
 // epoll ids below this are the wake-up eventfd (0) and the listeners (1..).
 constexpr std::uint64_t kFirstConnectionId = 1 << 20;
 
@@ -349,8 +349,8 @@ struct Server::Impl {
       }
       const Response response = Handle(job.request);
       Done d{job.id,
-             Serialize(response, response_headers, job.request.method == "HEAD",
-                       job.minor_version, job.keep_alive),
+             Serialize(response, response_headers, job.request.method == "HEAD", job.minor_version,
+                       job.keep_alive),
              !job.keep_alive};
       {
         std::lock_guard<std::mutex> lock(mutex);
@@ -531,8 +531,8 @@ struct Server::Impl {
     for (const auto& [id, c] : connections) {
       bool late = false;
       if (c.state == State::kReading) {
-        const auto limit = !c.in.empty() || !c.served ? options.request_timeout
-                                                      : options.idle_timeout;
+        const auto limit =
+            !c.in.empty() || !c.served ? options.request_timeout : options.idle_timeout;
         late = now - c.since > limit;
       } else if (c.state == State::kWriting) {
         late = now - c.write_started > options.write_timeout;

@@ -78,7 +78,7 @@ class MapReader {
   std::string PathOf(const std::string& key) const;
 
  private:
-  MapReader(YAML::Node node, std::shared_ptr<const std::pair<std::string, EnvLookup>> source,
+  MapReader(const YAML::Node& node, std::shared_ptr<const std::pair<std::string, EnvLookup>> source,
             std::string path);
   std::optional<YAML::Node> Get(const std::string& key);
   std::string Where(const YAML::Node& node) const;
