@@ -376,10 +376,9 @@ TEST_F(ExporterTest, TlsIsRefusedWithAClearError) {
       RunProcess({kBin, "--web.config.file=" + web, "--config.check"}, {"PGJOBS_DSN=" + dsn_});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err, "jobs-exporter: " + web +
-                       ":2:3: tls_server_config: TLS is not supported: CivetWeb 1.15 with "
-                       "OpenSSL 3 (Debian 12) crashes on the first HTTPS request; terminate TLS "
-                       "in a proxy in front of the exporter (nginx, haproxy, stunnel) and keep "
-                       "the exporter on a loopback address\n");
+                       ":2:3: tls_server_config: TLS is not supported: terminate TLS in a proxy "
+                       "in front of the exporter (nginx, haproxy, stunnel) and keep the exporter "
+                       "on a loopback address\n");
 }
 
 TEST_F(ExporterTest, SighupReloadsAndKeepsTheOldConfigOnError) {

@@ -1,4 +1,4 @@
-// The worker, composed from its parts: where each thing is decided, see worker/README.md.
+// The worker, composed from its parts; worker/README.md says which file decides what.
 #include "pgjobs/worker/worker.h"
 
 #include <condition_variable>

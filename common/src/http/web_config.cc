@@ -7,8 +7,7 @@ WebConfig ParseWebConfig(const std::string& text, const std::string& file) {
   WebConfig out;
   if (root.Has("tls_server_config")) {
     root.Fail("tls_server_config",
-              "TLS is not supported: CivetWeb 1.15 with OpenSSL 3 (Debian 12) crashes on the "
-              "first HTTPS request; terminate TLS in a proxy in front of the exporter (nginx, "
+              "TLS is not supported: terminate TLS in a proxy in front of the exporter (nginx, "
               "haproxy, stunnel) and keep the exporter on a loopback address");
   }
   if (auto users = root.Map("basic_auth_users")) {

@@ -15,8 +15,7 @@ struct WebConfig {
 
 /// Parses the web configuration in `text` (the contents of `file`). Throws config::ConfigError:
 /// for unknown keys, hashes that are not bcrypt, and for `tls_server_config`, which is refused:
-/// CivetWeb 1.15 as packaged with Debian 12's OpenSSL 3 crashed on the first HTTPS request, so
-/// TLS belongs in a terminating proxy in front of the exporter.
+/// this server does not speak TLS, which belongs in a terminating proxy in front of it.
 WebConfig ParseWebConfig(const std::string& text, const std::string& file);
 
 }  // namespace pgjobs::http
