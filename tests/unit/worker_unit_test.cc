@@ -182,6 +182,56 @@ TEST(RunPolicy, TheWatchdogWakesOneMoreWhenQueuedJobsSeeNoTakerForTheStallTime) 
   EXPECT_TRUE(p.Stalled(4, t0 + milliseconds(6)));
 }
 
+TEST(RunPolicy, LearnsPrefetchFromHandlerAndConsumeTimes) {
+  RunPolicy p(8, RunPolicy::kAdaptive, 0, {"t"});
+  EXPECT_EQ(p.Prefetch(), 0) << "nothing learned: a single job takes the path it always took";
+  EXPECT_EQ(p.Want(), 8);
+  p.Consumed(0.001, 60.0);
+  p.Queued(8, 8.0, 8, t0);
+  p.Finished("t", 8, 0.00001);  // quick jobs: 10 µs
+  // 8 executors keep 2 consume calls of work (2 ms, at least kMinBufferSeconds) queued:
+  // 8 x 0.002 / 0.00001 = 1,600, capped.
+  EXPECT_EQ(p.Prefetch(), RunPolicy::kMaxPrefetch);
+  EXPECT_EQ(p.Want(), 8 + RunPolicy::kMaxPrefetch);
+
+  RunPolicy slow(8, RunPolicy::kAdaptive, 0, {"t"});
+  slow.Consumed(0.001, 60.0);
+  slow.Queued(1, 1.0, 1, t0);
+  slow.Finished("t", 1, 0.5);  // half a second a job: nothing to gain from taking ahead
+  EXPECT_EQ(slow.Prefetch(), 0);
+}
+
+TEST(RunPolicy, NeverPrefetchesLongerThanAShareOfTheShortestTimeout) {
+  RunPolicy p(4, RunPolicy::kAdaptive, 0, {"t"});
+  p.Consumed(0.5, 2.0);  // a slow consume: the buffer would be 1 s, but a job may wait 0.2 s
+  p.Queued(1, 1.0, 1, t0);
+  p.Finished("t", 1, 0.01);
+  EXPECT_EQ(p.Prefetch(), 80) << "4 executors x 0.2 s / 10 ms";
+  RunPolicy pinned(4, 25, 0, {"t"});
+  pinned.Consumed(0.5, 2.0);
+  EXPECT_EQ(pinned.Prefetch(), 25) << "a pinned prefetch stays";
+}
+
+TEST(RunPolicy, BatchesSqlJobsByTheirExpectedTime) {
+  RunPolicy p(8, 0, 0, {"cmd", "sql", "pinned"}, {{"sql", RunPolicy::kAdaptive}, {"pinned", 32}});
+  EXPECT_EQ(p.Batch("cmd"), 1) << "only sql tasks run in batches";
+  EXPECT_EQ(p.Batch("pinned"), 32);
+  EXPECT_EQ(p.Batch("sql"), 1) << "nothing learned yet";
+  p.Queued(1, 1.0, 1, t0);
+  p.Finished("sql", 1, 0.002);  // 2 ms a statement: 10 fit in 20 ms
+  EXPECT_EQ(p.Batch("sql"), 10);
+  for (int i = 0; i < 50; ++i) {
+    p.Queued(1, 1.0, 1, t0);
+    p.Finished("sql", 1, 0.0001);
+  }
+  EXPECT_EQ(p.Batch("sql"), RunPolicy::kMaxBatch);
+  for (int i = 0; i < 50; ++i) {
+    p.Queued(1, 1.0, 1, t0);
+    p.Finished("sql", 1, 0.5);
+  }
+  EXPECT_EQ(p.Batch("sql"), 1) << "slow statements do not wait for each other";
+}
+
 // ---- The worker's configuration ---------------------------------------------------------------
 
 std::string ConfigError(const std::string& yaml) {
@@ -199,7 +249,12 @@ TEST(ParseWorkerConfig, DefaultsLiveInOnePlace) {
   EXPECT_EQ(c.concurrency, defaults.concurrency);
   EXPECT_EQ(c.shutdown_grace, defaults.shutdown_grace);
   EXPECT_EQ(c.call_timeout, std::chrono::seconds(30));
-  EXPECT_EQ(c.tasks.at("t").sql_batch, 1);
+  EXPECT_EQ(c.prefetch, -1) << "auto";
+  EXPECT_EQ(c.tasks.at("t").sql_batch, 0) << "auto";
+  const WorkerConfig pinned = ParseWorkerConfig(
+      "worker: {prefetch: 0}\ntasks: {t: {sql: 'SELECT 1', batch: 1}}", "w.yaml", nullptr);
+  EXPECT_EQ(pinned.prefetch, 0);
+  EXPECT_EQ(pinned.tasks.at("t").sql_batch, 1);
 }
 
 TEST(ParseWorkerConfig, RefusesBadValuesWithWhereAndWhat) {
@@ -208,6 +263,9 @@ TEST(ParseWorkerConfig, RefusesBadValuesWithWhereAndWhat) {
   EXPECT_EQ(ConfigError("worker: {shutdown_grace: 99999999999999999999h}"),
             "w.yaml:1:26: worker.shutdown_grace: expected a duration such as 500ms, 30s or 5m, "
             "up to 365d, got '99999999999999999999h'");
+  EXPECT_EQ(
+      ConfigError("worker: {prefetch: lots}"),
+      "w.yaml:1:20: worker.prefetch: expected auto or an integer from 0 to 100000, got 'lots'");
   EXPECT_EQ(ConfigError("database: {call_timeout: 0s}"),
             "w.yaml:1:26: database.call_timeout: expected a positive duration");
   EXPECT_EQ(ConfigError("tasks: {t: {sql: 'SELECT 1', env: {A: b}}}"),

@@ -3,7 +3,7 @@
 //   find_package(pgjobs REQUIRED)
 //   target_link_libraries(my_worker PRIVATE pgjobs::worker)
 //
-// usage: noop_worker_example DSN [CONCURRENCY] [PORT] [metrics:on|off] [PREFETCH] [BATCH]
+// usage: noop_worker_example DSN [CONCURRENCY] [PORT] [metrics:on|off] [PREFETCH|auto] [BATCH]
 // Runs the task "bench.noop", whose handler returns at once; stops on SIGTERM or SIGINT.
 #include <signal.h>
 
@@ -15,7 +15,7 @@
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::cerr
-        << "usage: noop_worker_example DSN [CONCURRENCY] [PORT] [on|off] [PREFETCH] [BATCH]\n";
+        << "usage: noop_worker_example DSN [CONCURRENCY] [PORT] [on|off] [PREFETCH|auto] [BATCH]\n";
     return 2;
   }
   pgjobs::worker::WorkerConfig config;
@@ -23,7 +23,8 @@ int main(int argc, char** argv) {
   config.concurrency = argc > 2 ? std::stoi(argv[2]) : 8;
   config.listen_addresses = {"127.0.0.1:" + std::string(argc > 3 ? argv[3] : "0")};
   config.metrics_enabled = !(argc > 4 && std::string(argv[4]) == "off");
-  config.prefetch = argc > 5 ? std::stoi(argv[5]) : 0;
+  // The library's default: learned (auto), unless a number pins it.
+  if (argc > 5 && std::string(argv[5]) != "auto") config.prefetch = std::stoi(argv[5]);
   config.batch_size = argc > 6 ? std::stoi(argv[6]) : 0;
   config.poll_interval = std::chrono::milliseconds(1000);
 

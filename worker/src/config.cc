@@ -1,6 +1,8 @@
 #include "pgjobs/worker/config.h"
 
 #include <cctype>
+#include <cerrno>
+#include <cstdlib>
 
 #include "pgjobs/http/server.h"
 
@@ -22,6 +24,21 @@ std::vector<std::string> CommandEnvironment(const config::EnvLookup& env,
 }
 
 namespace {
+
+// `key`: "auto" (which reads as `auto_value`) or an integer from min to max.
+int AutoOrInteger(config::MapReader& m, const std::string& key, long long min, long long max,
+                  int auto_value) {
+  const std::string text = m.String(key).value_or("");
+  if (text == "auto") return auto_value;
+  char* end = nullptr;
+  errno = 0;
+  const long long value = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || errno == ERANGE || value < min || value > max) {
+    m.Fail(key, "expected auto or an integer from " + std::to_string(min) + " to " +
+                    std::to_string(max) + ", got '" + text + "'");
+  }
+  return static_cast<int>(value);
+}
 
 bool ValidEnvName(const std::string& name) {
   if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
@@ -80,9 +97,9 @@ TaskConfig ParseTask(config::MapReader& m, const config::EnvLookup& env) {
     http->Finish();
     ++kinds;
   }
-  if (auto batch = m.Integer("batch", 1, 1000)) {
+  if (m.Has("batch")) {
     if (t.sql.empty()) m.Fail("batch", "only sql tasks run in batches; remove it or give sql");
-    t.sql_batch = static_cast<int>(*batch);
+    t.sql_batch = AutoOrInteger(m, "batch", 1, 1000, 0);
   }
   if (auto buckets = m.Map("buckets")) {
     t.duration_buckets = buckets->AscendingNumbers("duration_seconds").value_or(t.duration_buckets);
@@ -111,7 +128,7 @@ WorkerConfig ParseWorkerConfig(const std::string& text, const std::string& file,
     c.name = w->String("name").value_or(c.name);
     c.concurrency = static_cast<int>(w->Integer("concurrency", 1, 10000).value_or(c.concurrency));
     c.batch_size = static_cast<int>(w->Integer("batch_size", 0, 10000).value_or(c.batch_size));
-    c.prefetch = static_cast<int>(w->Integer("prefetch", 0, 100000).value_or(c.prefetch));
+    if (w->Has("prefetch")) c.prefetch = AutoOrInteger(*w, "prefetch", 0, 100000, -1);
     c.shutdown_grace = w->Duration("shutdown_grace").value_or(c.shutdown_grace);
     c.poll_interval = w->Duration("poll_interval").value_or(c.poll_interval);
     c.heartbeat_interval = w->Duration("heartbeat_interval").value_or(c.heartbeat_interval);

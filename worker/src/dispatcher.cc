@@ -98,8 +98,9 @@ void Dispatcher::Run() {
       shutdown_.Pause(backoff.Next());
       continue;
     }
+    const double consume_seconds = Since(start);
     const size_t taken = consumed.size();
-    if (taken > 0) {
+    {
       std::vector<Taken> jobs;
       jobs.reserve(taken);
       std::vector<std::pair<std::string, int>> per_task;  // a small tally: few tasks per batch
@@ -117,7 +118,8 @@ void Dispatcher::Run() {
       // Metrics move once per batch, not once per job from every executor: at tens of
       // thousands of jobs a second, contended updates cost more than the jobs.
       for (const auto& [task, n] : per_task) metrics_.InFlight(task, n);
-      queue_.Push(std::move(jobs));
+      queue_.Push(std::move(jobs), consume_seconds);
+      if (taken > 0) metrics_.Prefetch(queue_.Prefetch());
     }
     if (static_cast<int>(taken) < want) Idle(*conn);
   }

@@ -75,6 +75,13 @@ WorkerMetrics::WorkerMetrics(const WorkerConfig& config, const std::vector<std::
       .Register(*registry_)
       .Add({})
       .Set(config.concurrency);
+  prefetch_ = &BuildGauge()
+                   .Name("pgjobs_worker_prefetch")
+                   .Help(
+                       "Jobs the worker takes ahead of free executors now: learned from handler "
+                       "and consume times, unless worker.prefetch pins it.")
+                   .Register(*registry_)
+                   .Add({});
   busy_ = &BuildCounter()
                .Name("pgjobs_worker_busy_seconds_total")
                .Help(
@@ -195,6 +202,10 @@ void WorkerMetrics::Wakeup(const std::string& source) {
 void WorkerMetrics::InFlight(const std::string& task, double delta) {
   if (!enabled_) return;
   if (const TaskSeries* series = Series(task)) series->in_flight->Increment(delta);
+}
+
+void WorkerMetrics::Prefetch(int jobs) {
+  if (enabled_) prefetch_->Set(jobs);
 }
 
 void WorkerMetrics::Busy(double seconds) {

@@ -39,6 +39,8 @@ class WorkerMetrics {
   void InFlight(const std::string& task, double delta);
   /// Adds handler-busy seconds.
   void Busy(double seconds);
+  /// The jobs taken ahead of free executors now.
+  void Prefetch(int jobs);
 
   /// Every family, for /metrics.
   http::Families Collect() const;
@@ -68,6 +70,7 @@ class WorkerMetrics {
   std::map<std::string, prometheus::Counter*> wakeups_;
   prometheus::Gauge* database_up_;
   prometheus::Counter* busy_;
+  prometheus::Gauge* prefetch_;
   prometheus::Gauge* last_finished_;
 };
 

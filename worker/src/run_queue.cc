@@ -2,11 +2,8 @@
 
 namespace pgjobs::worker {
 
-RunQueue::RunQueue(RunPolicy policy, std::map<std::string, int> sql_batch, const Shutdown& shutdown)
-    : shutdown_(shutdown),
-      sql_batch_(std::move(sql_batch)),
-      concurrency_(policy.Concurrency()),
-      policy_(std::move(policy)) {}
+RunQueue::RunQueue(RunPolicy policy, const Shutdown& shutdown)
+    : shutdown_(shutdown), concurrency_(policy.Concurrency()), policy_(std::move(policy)) {}
 
 int RunQueue::WaitForSlots() {
   std::unique_lock<std::mutex> lock(mutex_);
@@ -14,11 +11,18 @@ int RunQueue::WaitForSlots() {
   return shutdown_.Stopping() ? 0 : policy_.Want();
 }
 
-void RunQueue::Push(std::vector<Taken> jobs) {
+void RunQueue::Push(std::vector<Taken> jobs, double consume_seconds) {
+  std::optional<double> shortest_timeout;
+  for (const Taken& t : jobs) {
+    const double timeout = std::chrono::duration<double>(t.job.deadline - t.started).count();
+    if (!shortest_timeout || timeout < *shortest_timeout) shortest_timeout = timeout;
+  }
   int wake = 0;
   bool wake_watchdog = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    policy_.Consumed(consume_seconds, shortest_timeout);
+    if (jobs.empty()) return;
     double expected = 0;
     for (Taken& t : jobs) {
       t.expected_seconds = policy_.ExpectedSeconds(t.job.task);
@@ -55,8 +59,7 @@ std::vector<Taken> RunQueue::Take(const Ran& ran) {
   queue_.pop_front();
   // A copy: the vector grows below.
   const std::string task = jobs.front().job.task;
-  auto batch = sql_batch_.find(task);
-  const size_t limit = batch == sql_batch_.end() ? 1 : static_cast<size_t>(batch->second);
+  const auto limit = static_cast<size_t>(policy_.Batch(task));
   for (auto it = queue_.begin(); it != queue_.end() && jobs.size() < limit;) {
     if (it->job.task == task) {
       jobs.push_back(std::move(*it));
@@ -69,6 +72,11 @@ std::vector<Taken> RunQueue::Take(const Ran& ran) {
   for (const Taken& t : jobs) expected += t.expected_seconds;
   policy_.Took(expected, queue_.size(), Clock::now());
   return jobs;
+}
+
+int RunQueue::Prefetch() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return policy_.Prefetch();
 }
 
 void RunQueue::Watch() {

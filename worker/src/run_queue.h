@@ -20,13 +20,13 @@ namespace pgjobs::worker {
 /// Thread-safe.
 class RunQueue {
  public:
-  /// `sql_batch` gives, per sql task, how many of its queued jobs one executor takes together.
-  RunQueue(RunPolicy policy, std::map<std::string, int> sql_batch, const Shutdown& shutdown);
+  RunQueue(RunPolicy policy, const Shutdown& shutdown);
 
   /// The dispatcher waits until it may consume; how many jobs to ask for, or 0 when stopping.
   int WaitForSlots();
-  /// The dispatcher queues consumed jobs and wakes as many executors as they need.
-  void Push(std::vector<Taken> jobs);
+  /// The dispatcher queues the jobs a consume call that took `consume_seconds` returned (none,
+  /// maybe), and wakes as many executors as they need.
+  void Push(std::vector<Taken> jobs, double consume_seconds);
 
   /// What an executor last ran, whose slots it frees when it takes more.
   struct Ran {
@@ -39,6 +39,8 @@ class RunQueue {
   /// nothing left.
   std::vector<Taken> Take(const Ran& ran);
 
+  /// The jobs taken ahead of free executors now (see RunPolicy::Prefetch).
+  int Prefetch();
   /// The watchdog's loop (see RunPolicy); returns when stopping.
   void Watch();
   /// Wakes every thread waiting here, after the shutdown began.
@@ -46,7 +48,6 @@ class RunQueue {
 
  private:
   const Shutdown& shutdown_;
-  std::map<std::string, int> sql_batch_;
   const int concurrency_;
   std::mutex mutex_;
   std::condition_variable work_cv_;

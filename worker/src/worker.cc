@@ -58,7 +58,8 @@ struct Worker::Impl {
   std::map<std::string, int> SqlBatches() const {
     std::map<std::string, int> batches;
     for (const auto& [task, unused] : sql_statements) {
-      batches[task] = config.tasks.at(task).sql_batch;
+      const int batch = config.tasks.at(task).sql_batch;
+      batches[task] = batch == 0 ? RunPolicy::kAdaptive : batch;
     }
     return batches;
   }
@@ -123,8 +124,10 @@ void Worker::Run() {
       "listening",
       {{"ports", ports}, {"tasks", names}, {"concurrency", std::to_string(w.config.concurrency)}});
 
-  RunQueue queue(RunPolicy(w.config.concurrency, w.config.prefetch, w.config.batch_size, tasks),
-                 w.SqlBatches(), w.shutdown);
+  RunQueue queue(RunPolicy(w.config.concurrency,
+                           w.config.prefetch < 0 ? RunPolicy::kAdaptive : w.config.prefetch,
+                           w.config.batch_size, tasks, w.SqlBatches()),
+                 w.shutdown);
   Dispatcher dispatcher(w.config, tasks, queue, metrics, w.logger, w.status, w.shutdown);
   Completer completer(w.Options("completer"), metrics, w.logger, w.status, w.shutdown,
                       [&dispatcher] { dispatcher.Wake(); });

@@ -35,8 +35,10 @@ struct TaskConfig {
   /// A statement run with the arguments (jsonb) as $1, committed with the ack.
   std::string sql;
   /// sql tasks: up to this many waiting jobs run in one transaction, each in its own savepoint
-  /// and acked there, so that they share one commit (one WAL flush). 1: a transaction per job.
-  int sql_batch = 1;
+  /// and acked there, so that they share one commit (one WAL flush). 0 (the default, "auto"):
+  /// as many as fit in 20 ms of the task's recent statement time, at most 64; 1: a transaction
+  /// per job.
+  int sql_batch = 0;
   /// POSTed the job as JSON; 2xx acks.
   std::string http_url;
   std::map<std::string, std::string> http_headers;
@@ -58,7 +60,9 @@ struct WorkerConfig {
   int batch_size = 0;
   /// Jobs taken ahead of free slots, so that fast handlers get large consume batches. A
   /// prefetched job is running in the database (its timeout runs) while it waits for a slot.
-  int prefetch = 0;
+  /// -1 (the default, "auto"): learned from handler and consume times (see RunPolicy), up to
+  /// 1,000; 0: none.
+  int prefetch = -1;
   std::chrono::milliseconds shutdown_grace{30000};
   /// Fallback poll when no NOTIFY arrives.
   std::chrono::milliseconds poll_interval{5000};
