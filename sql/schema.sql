@@ -464,25 +464,32 @@ BEGIN
         RETURN;
     END IF;
     RETURN QUERY
-    WITH fresh AS MATERIALIZED (
+    WITH fresh AS (
         SELECT j.task, j.status, j.attempts::float8 AS attempts,
-               greatest(extract(epoch FROM j.started_at - j.scheduled_at), 0)::float8 AS wait,
-               greatest(extract(epoch FROM j.finished_at - j.started_at), 0)::float8 AS run
+               greatest(date_part('epoch', j.started_at - j.scheduled_at), 0) AS wait,
+               greatest(date_part('epoch', j.finished_at - j.started_at), 0) AS run
         FROM jobs.job j
         WHERE j.finished_xid >= i_after_xid AND j.finished_xid < v_until
+    ), grouped AS MATERIALIZED (
+        SELECT f.task, f.status,
+               1 + cardinality(v_wait) - width_bucket(-f.wait, v_wait) AS wait_bucket,
+               1 + cardinality(v_run) - width_bucket(-f.run, v_run) AS run_bucket,
+               1 + cardinality(v_attempt) - width_bucket(-f.attempts, v_attempt) AS attempt_bucket,
+               count(*) AS n, sum(f.wait) AS wait, sum(f.run) AS run, sum(f.attempts) AS attempts
+        FROM fresh f
+        GROUP BY 1, 2, 3, 4, 5
     )
-    SELECT 'finished', f.task, f.status, NULL::integer, count(*), NULL::float8
-    FROM fresh f GROUP BY f.task, f.status
+    SELECT 'finished', g.task, g.status, NULL::integer, sum(g.n)::bigint, NULL::float8
+    FROM grouped g GROUP BY g.task, g.status
     UNION ALL
-    SELECT 'wait', f.task, NULL, 1 + cardinality(v_wait) - width_bucket(-f.wait, v_wait), count(*), sum(f.wait)
-    FROM fresh f GROUP BY 2, 4
+    SELECT 'wait', g.task, NULL, g.wait_bucket, sum(g.n)::bigint, sum(g.wait)
+    FROM grouped g GROUP BY g.task, g.wait_bucket
     UNION ALL
-    SELECT 'run', f.task, NULL, 1 + cardinality(v_run) - width_bucket(-f.run, v_run), count(*), sum(f.run)
-    FROM fresh f GROUP BY 2, 4
+    SELECT 'run', g.task, NULL, g.run_bucket, sum(g.n)::bigint, sum(g.run)
+    FROM grouped g GROUP BY g.task, g.run_bucket
     UNION ALL
-    SELECT 'attempts', f.task, NULL, 1 + cardinality(v_attempt) - width_bucket(-f.attempts, v_attempt), count(*),
-           sum(f.attempts)
-    FROM fresh f GROUP BY 2, 4;
+    SELECT 'attempts', g.task, NULL, g.attempt_bucket, sum(g.n)::bigint, sum(g.attempts)
+    FROM grouped g GROUP BY g.task, g.attempt_bucket;
 END $$;
 
 -- Name: FUNCTION finished_stats(i_after_xid bigint, i_wait_bounds double precision[], i_run_bounds double precision[], i_attempt_bounds double precision[]); Type: COMMENT; Schema: jobs; Owner: -
@@ -772,7 +779,8 @@ CREATE TABLE jobs.job_queue (
     CONSTRAINT job_queue_task_valid CHECK (((btrim((task)::text, ' 	
 v'::text) <> ''::text) AND (char_length((task)::text) <= 200))),
     CONSTRAINT job_queue_timeout_valid CHECK (((timeout > (0)::numeric) AND (timeout <> 'NaN'::numeric)))
-);
+)
+WITH (autovacuum_vacuum_scale_factor='0', autovacuum_vacuum_threshold='5000', autovacuum_vacuum_cost_delay='0', autovacuum_analyze_scale_factor='0', autovacuum_analyze_threshold='5000');
 
 -- Name: seconds_until_next_due(character varying[]); Type: FUNCTION; Schema: jobs; Owner: -
 
@@ -1041,7 +1049,7 @@ ALTER TABLE ONLY jobs.worker
 
 -- Name: job_finished_xid; Type: INDEX; Schema: jobs; Owner: -
 
-CREATE INDEX job_finished_xid ON jobs.job USING brin (finished_xid) WITH (autosummarize='on');
+CREATE INDEX job_finished_xid ON jobs.job USING btree (finished_xid);
 
 -- Name: job_queue_pending_order; Type: INDEX; Schema: jobs; Owner: -
 

@@ -49,8 +49,23 @@ TEST(Schema, TheCommittedSnapshotIsWhatTheMigrationsBuild) {
   std::ifstream file(path);
   std::stringstream committed;
   committed << file.rdbuf();
-  EXPECT_EQ(committed.str(), actual)
-      << "sql/schema.sql is out of date: rewrite it with PGJOBS_UPDATE_SCHEMA=1";
+  if (committed.str() == actual) return;
+  // Where they part, rather than both files whole.
+  std::istringstream a(committed.str()), b(actual);
+  std::string line_a, line_b;
+  int line = 0;
+  while (true) {
+    ++line;
+    const bool more_a = static_cast<bool>(std::getline(a, line_a));
+    const bool more_b = static_cast<bool>(std::getline(b, line_b));
+    if (!more_a && !more_b) break;
+    if (!more_a || !more_b || line_a != line_b) {
+      ADD_FAILURE() << "sql/schema.sql is out of date (rewrite it with PGJOBS_UPDATE_SCHEMA=1); "
+                    << "line " << line << " is\n  " << (more_a ? line_a : "(end of file)")
+                    << "\nbut the migrations build\n  " << (more_b ? line_b : "(end of file)");
+      return;
+    }
+  }
 }
 
 }  // namespace
