@@ -74,7 +74,7 @@ struct Columns {
                                ? std::optional<std::string>(std::to_string(*o.max_retries))
                                : std::nullopt);
   }
-  db::Params Params() const {
+  [[nodiscard]] db::Params Params() const {
     return {tasks + "}",    arguments + "}",  scheduled + "}",
             timeouts + "}", priorities + "}", retries + "}"};
   }
@@ -203,12 +203,13 @@ std::vector<long long> Client::PublishBulk(const std::vector<NewJob>& jobs) {
     published.insert(published.end(), ids[c].begin(), ids[c].end());
   }
   if (!first_error.empty()) {
-    throw BulkError("PublishBulk: jobs " + std::to_string(failed_chunk * chunk + 1) + " to " +
-                        std::to_string(std::min(jobs.size(), (failed_chunk + 1) * chunk)) +
-                        " were not published: " + first_error + " (" +
-                        std::to_string(published.size()) + " of " + std::to_string(jobs.size()) +
-                        " were)",
-                    std::move(published));
+    // The message is built before `published` moves into the error.
+    std::string message = "PublishBulk: jobs " + std::to_string(failed_chunk * chunk + 1) + " to " +
+                          std::to_string(std::min(jobs.size(), (failed_chunk + 1) * chunk)) +
+                          " were not published: " + first_error + " (" +
+                          std::to_string(published.size()) + " of " + std::to_string(jobs.size()) +
+                          " were)";
+    throw BulkError(message, std::move(published));
   }
   return published;
 }
