@@ -253,21 +253,26 @@ CREATE FUNCTION jobs.consume(num integer, i_tasks character varying[] DEFAULT NU
 #variable_conflict use_column
 DECLARE
     v_now timestamptz;
+    v_since timestamptz;
+    v_floor timestamptz;
 BEGIN
     IF num IS NULL OR num < 1 THEN
         RAISE EXCEPTION 'jobs.consume: num must be at least 1, got %', coalesce(num::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     v_now := clock_timestamp();
-    -- The earliest deadline before now, not EXISTS: after five calls PL/pgSQL may keep one plan
-    -- for any v_now, and for EXISTS that plan can read the table until a first match, which is
-    -- all of it when nothing has expired. Ordered by the index's key, the index range is the
-    -- only cheap plan.
+    v_since := coalesce(nullif(current_setting('pgjobs.expiry_checked_until', true), ''),
+                        '-infinity')::timestamptz;
+    -- The earliest deadline in the window, not EXISTS: after five calls PL/pgSQL may keep one
+    -- plan for any bounds, and for EXISTS that plan can read the table until a first match.
+    -- Ordered by the index's key, the index range is the only cheap plan.
     IF (SELECT q.expires_at FROM jobs.job_queue q
-        WHERE q.status = 'running' AND q.expires_at < v_now
+        WHERE q.status = 'running' AND q.expires_at >= v_since AND q.expires_at < v_now
         ORDER BY q.expires_at LIMIT 1) IS NOT NULL THEN
         PERFORM jobs.expire();
     END IF;
+    PERFORM set_config('pgjobs.expiry_checked_until', v_now::text, false);
+    v_floor := jobs.consume_floor(i_tasks, true);
     v_now := clock_timestamp();
     RETURN QUERY
     WITH taken AS (
@@ -278,11 +283,11 @@ BEGIN
             SELECT p.ctid
             FROM jobs.job_queue p
             WHERE p.status = 'pending' AND p.scheduled_at <= v_now
+              AND p.scheduled_at >= v_floor
               AND (i_tasks IS NULL OR p.task = ANY (i_tasks))
             ORDER BY p.priority DESC, p.scheduled_at
             LIMIT num
             FOR NO KEY UPDATE SKIP LOCKED))
-          AND q.status = 'pending'
         RETURNING q.job_id, q.task, q.arguments, q.attempts, q.max_retries, q.timeout,
                   q.scheduled_at, q.published_at, q.started_at
     ), counted AS (
@@ -290,13 +295,48 @@ BEGIN
         SELECT t.task, pg_backend_pid() % 16, -count(*)
         FROM taken t GROUP BY t.task ORDER BY t.task  -- lock order: see add_pending_counts
         ON CONFLICT (task, shard) DO UPDATE SET n = c.n + excluded.n
+    ), floor AS (
+        -- Referenced below so that it runs; one row whatever was taken.
+        SELECT jobs.set_consume_floor(i_tasks, min(t.scheduled_at)) AS recorded FROM taken t
     )
-    SELECT * FROM taken;
+    SELECT t.job_id, t.task, t.arguments, t.attempts, t.max_retries, t.timeout, t.scheduled_at,
+           t.published_at, t.started_at
+    FROM taken t CROSS JOIN floor f;
 END $$;
 
 -- Name: FUNCTION consume(num integer, i_tasks character varying[], i_worker_id bigint); Type: COMMENT; Schema: jobs; Owner: -
 
-COMMENT ON FUNCTION jobs.consume(num integer, i_tasks character varying[], i_worker_id bigint) IS 'Takes up to num runnable jobs (only of i_tasks when given), greater priority first, then the earliest runnable, and marks them running for i_worker_id; attempts is the attempt number to pass back to ack and nack. Reclaims expired jobs first (see jobs.expire). Concurrent callers never get the same job and never wait for each other (SKIP LOCKED). Raises 22023 for num < 1. Role: jobs_consumer.';
+COMMENT ON FUNCTION jobs.consume(num integer, i_tasks character varying[], i_worker_id bigint) IS 'Takes up to num runnable jobs (only of i_tasks when given), greater priority first, then the earliest runnable, and marks them running for i_worker_id; attempts is the attempt number to pass back to ack and nack. Reclaims expired jobs first (see jobs.expire). Concurrent callers never get the same job and never wait for each other (SKIP LOCKED). Searches from this session''s floor, fully at least every 2 s (see migration 11). Raises 22023 for num < 1. Role: jobs_consumer.';
+
+-- Name: consume_floor(character varying[], boolean); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.consume_floor(i_tasks character varying[], i_record boolean) RETURNS timestamp with time zone
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_floor text := current_setting('pgjobs.consume_floor', true);
+    v_full text := current_setting('pgjobs.consume_full_scan_at', true);
+    v_interval interval := coalesce(nullif(current_setting('pgjobs.consume_full_scan_interval',
+                                                           true), ''), '2 s')::interval;
+    v_key text := coalesce(i_tasks::text, '*');
+BEGIN
+    IF coalesce(v_full, '') = '' OR clock_timestamp() - v_full::timestamptz >= v_interval THEN
+        IF i_record THEN
+            PERFORM set_config('pgjobs.consume_full_scan_at', clock_timestamp()::text, false);
+        END IF;
+        RETURN '-infinity';
+    END IF;
+    -- "<floor>|<tasks>": a floor is only good for the tasks it was found for.
+    IF coalesce(v_floor, '') = '' OR substr(v_floor, strpos(v_floor, '|') + 1) <> v_key THEN
+        RETURN '-infinity';
+    END IF;
+    RETURN split_part(v_floor, '|', 1)::timestamptz;
+END $$;
+
+-- Name: FUNCTION consume_floor(i_tasks character varying[], i_record boolean); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.consume_floor(i_tasks character varying[], i_record boolean) IS 'Internal: the floor of this session''s search for pending jobs of i_tasks (see migration 11).';
 
 -- Name: count_pending(); Type: FUNCTION; Schema: jobs; Owner: -
 
@@ -755,6 +795,63 @@ CREATE FUNCTION jobs.retry_delay(attempts integer) RETURNS interval
 
 COMMENT ON FUNCTION jobs.retry_delay(attempts integer) IS 'The delay before retry number attempts: 2^attempts seconds, at most one hour. Pure.';
 
+-- Name: seconds_until_next_due(character varying[]); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.seconds_until_next_due(i_tasks character varying[]) RETURNS double precision
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_floor timestamptz := jobs.consume_floor(i_tasks, false);
+BEGIN
+    RETURN (SELECT date_part('epoch', min(n.at) - clock_timestamp())
+            FROM unnest(i_tasks) AS t(task)
+            CROSS JOIN LATERAL (
+                SELECT min(q.scheduled_at) AS at
+                FROM jobs.job_queue q
+                WHERE q.status = 'pending' AND q.task = t.task AND q.scheduled_at >= v_floor
+            ) AS n);
+END $$;
+
+-- Name: FUNCTION seconds_until_next_due(i_tasks character varying[]); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.seconds_until_next_due(i_tasks character varying[]) IS 'Seconds until the earliest pending job of i_tasks is runnable: <= 0 when one is now, NULL when none is pending; searched from this session''s floor (see migration 11). Role: jobs_consumer.';
+
+-- Name: set_consume_floor(character varying[], timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.set_consume_floor(i_tasks character varying[], i_oldest timestamp with time zone) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF i_oldest IS NOT NULL THEN
+        PERFORM set_config('pgjobs.consume_floor',
+                           (i_oldest - coalesce(nullif(current_setting(
+                               'pgjobs.consume_floor_margin', true), ''), '5 s')::interval)::text
+                           || '|' || coalesce(i_tasks::text, '*'),
+                           false);
+    END IF;
+    RETURN true;
+END $$;
+
+-- Name: FUNCTION set_consume_floor(i_tasks character varying[], i_oldest timestamp with time zone); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.set_consume_floor(i_tasks character varying[], i_oldest timestamp with time zone) IS 'Internal: records the floor of this session''s next search for pending jobs of i_tasks.';
+
+-- Name: unregister_worker(bigint); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.unregister_worker(i_worker_id bigint) RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    BEGIN ATOMIC
+ UPDATE jobs.worker SET stopped_at = clock_timestamp()
+   WHERE ((worker.worker_id = unregister_worker.i_worker_id) AND (worker.stopped_at IS NULL));
+END;
+
+-- Name: FUNCTION unregister_worker(i_worker_id bigint); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.unregister_worker(i_worker_id bigint) IS 'Marks the worker stopped after a clean shutdown. Role: jobs_consumer.';
+
 -- Name: job_queue; Type: TABLE; Schema: jobs; Owner: -
 
 CREATE TABLE jobs.job_queue (
@@ -781,37 +878,6 @@ CREATE TABLE jobs.job_queue (
     CONSTRAINT job_queue_timeout_valid CHECK (((timeout > (0)::numeric) AND (timeout <> 'NaN'::numeric)))
 )
 WITH (autovacuum_vacuum_scale_factor='0', autovacuum_vacuum_threshold='5000', autovacuum_vacuum_cost_delay='0', autovacuum_analyze_scale_factor='0', autovacuum_analyze_threshold='5000');
-
--- Name: seconds_until_next_due(character varying[]); Type: FUNCTION; Schema: jobs; Owner: -
-
-CREATE FUNCTION jobs.seconds_until_next_due(i_tasks character varying[]) RETURNS double precision
-    LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
-    BEGIN ATOMIC
- SELECT (EXTRACT(epoch FROM (min(n.at) - clock_timestamp())))::double precision AS "extract"
-    FROM (unnest(seconds_until_next_due.i_tasks) t(task)
-      CROSS JOIN LATERAL ( SELECT min(q.scheduled_at) AS at
-            FROM jobs.job_queue q
-           WHERE ((q.status = 'pending'::text) AND ((q.task)::text = (t.task)::text))) n);
-END;
-
--- Name: FUNCTION seconds_until_next_due(i_tasks character varying[]); Type: COMMENT; Schema: jobs; Owner: -
-
-COMMENT ON FUNCTION jobs.seconds_until_next_due(i_tasks character varying[]) IS 'Seconds until the earliest pending job of i_tasks is runnable: <= 0 when one is now, NULL when none is pending. One index probe per task. Role: jobs_consumer.';
-
--- Name: unregister_worker(bigint); Type: FUNCTION; Schema: jobs; Owner: -
-
-CREATE FUNCTION jobs.unregister_worker(i_worker_id bigint) RETURNS void
-    LANGUAGE sql SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
-    BEGIN ATOMIC
- UPDATE jobs.worker SET stopped_at = clock_timestamp()
-   WHERE ((worker.worker_id = unregister_worker.i_worker_id) AND (worker.stopped_at IS NULL));
-END;
-
--- Name: FUNCTION unregister_worker(i_worker_id bigint); Type: COMMENT; Schema: jobs; Owner: -
-
-COMMENT ON FUNCTION jobs.unregister_worker(i_worker_id bigint) IS 'Marks the worker stopped after a clean shutdown. Role: jobs_consumer.';
 
 -- Name: all; Type: VIEW; Schema: jobs; Owner: -
 
@@ -1130,6 +1196,10 @@ GRANT ALL ON FUNCTION jobs.complete(i_ack_ids bigint[], i_ack_attempts integer[]
 REVOKE ALL ON FUNCTION jobs.consume(num integer, i_tasks character varying[], i_worker_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION jobs.consume(num integer, i_tasks character varying[], i_worker_id bigint) TO jobs_consumer;
 
+-- Name: FUNCTION consume_floor(i_tasks character varying[], i_record boolean); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.consume_floor(i_tasks character varying[], i_record boolean) FROM PUBLIC;
+
 -- Name: FUNCTION count_pending(); Type: ACL; Schema: jobs; Owner: -
 
 REVOKE ALL ON FUNCTION jobs.count_pending() FROM PUBLIC;
@@ -1213,6 +1283,10 @@ GRANT ALL ON FUNCTION jobs.retry_delay(attempts integer) TO jobs_monitor;
 
 REVOKE ALL ON FUNCTION jobs.seconds_until_next_due(i_tasks character varying[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION jobs.seconds_until_next_due(i_tasks character varying[]) TO jobs_consumer;
+
+-- Name: FUNCTION set_consume_floor(i_tasks character varying[], i_oldest timestamp with time zone); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.set_consume_floor(i_tasks character varying[], i_oldest timestamp with time zone) FROM PUBLIC;
 
 -- Name: FUNCTION unregister_worker(i_worker_id bigint); Type: ACL; Schema: jobs; Owner: -
 

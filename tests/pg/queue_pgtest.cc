@@ -497,5 +497,70 @@ TEST_F(QueueTest, CompleteAcksAndNacksAndSaysWhatBecameOfEachJob) {
   EXPECT_EQ(e.ServerMessage(), "jobs.complete: tracebacks has 0 elements but job_ids has 1");
 }
 
+// A snapshot held elsewhere keeps the dead entries of every finished job in the queue's indexes.
+// A session's consume steps over them once, not on every call: its check for expired jobs
+// looks only at deadlines passed since its last call, and its search starts below the oldest job
+// it last took (migration 11).
+TEST_F(QueueTest, ConsumeStepsOverTheDeadEntriesOfFinishedJobsOnce) {
+  db::Connection holder = Connect();
+  holder.Execute("hold", "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM pg_class");
+  Conn().Execute("publish",
+                 "SELECT jobs.publish_bulk(ARRAY(SELECT ('t', NULL, NULL, 1, NULL, "
+                 "NULL)::jobs.bulk_job FROM generate_series(1, 2000)))");
+  Conn().Execute("take and finish them all",
+                 "SELECT count(*) FROM jobs.ack(ARRAY(SELECT job_id FROM jobs.consume(2000)), "
+                 "NULL)");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // their deadlines have passed
+  db::Connection worker = Connect();
+  worker.Execute("settings", "SET pgjobs.consume_floor_margin = '0'");
+  const std::string read =
+      "SELECT sum(pg_stat_get_xact_tuples_returned(indexrelid)) FROM pg_index "
+      "WHERE indrelid = 'jobs.job_queue'::regclass";
+  std::vector<long long> entries;
+  for (int call = 1; call <= 4; ++call) {
+    Conn().Query("one more", "SELECT jobs.publish('t')");
+    worker.Execute("begin", "BEGIN");
+    const long long before = worker.Query("read", read).Int(0, 0);
+    EXPECT_EQ(worker.Query("consume", "SELECT count(*) FROM jobs.consume(10, '{t}')").Int(0, 0), 1)
+        << "call " << call;
+    entries.push_back(worker.Query("read", read).Int(0, 0) - before);
+    worker.Execute("commit", "COMMIT");
+  }
+  EXPECT_GE(entries[0], 4000) << "the first call steps over every dead entry";
+  for (size_t call = 1; call < entries.size(); ++call) {
+    EXPECT_LT(entries[call], 50) << "call " << call + 1 << " read " << entries[call]
+                                 << " index entries";
+  }
+  holder.Execute("release", "COMMIT");
+}
+
+// What lies below a session's floor is found by its next full search, at most
+// pgjobs.consume_full_scan_interval later: a job published with a scheduled_at long past, and
+// one whose publishing transaction committed after the floor had passed it.
+TEST_F(QueueTest, JobsBelowASessionsFloorAreFoundByItsNextFullSearch) {
+  db::Connection worker = Connect();
+  worker.Execute("settings",
+                 "SET pgjobs.consume_floor_margin = '0'; "
+                 "SET pgjobs.consume_full_scan_interval = '300 ms'");
+  auto consume = [&worker] {
+    return worker.Query("consume", "SELECT count(*) FROM jobs.consume(10, '{t}')").Int(0, 0);
+  };
+  db::Connection slow_publisher = Connect();
+  slow_publisher.Execute("publish and wait", "BEGIN; SELECT jobs.publish('t')");
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  Publish("t");
+  EXPECT_EQ(consume(), 1) << "the first call searches fully and sets the floor";
+  slow_publisher.Execute("commit late", "COMMIT");
+  Publish("t", "i_scheduled_at => clock_timestamp() - interval '1 hour'");
+  EXPECT_EQ(consume(), 0) << "both lie below the floor";
+  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+  EXPECT_LT(std::stod(std::string(
+                worker.Query("due", "SELECT jobs.seconds_until_next_due('{t}')").Text(0, 0))),
+            0)
+      << "the idle worker's look sees them due";
+  EXPECT_EQ(consume(), 2) << "the full search takes them";
+  EXPECT_EQ(Int("SELECT count(*) FROM jobs.job_queue WHERE status = 'pending'"), 0);
+}
+
 }  // namespace
 }  // namespace pgjobs::testing
