@@ -174,8 +174,8 @@ tasks:
   EXPECT_EQ(env.find("hunter2"), std::string::npos) << env;
   EXPECT_EQ(env.find("SECRET"), std::string::npos) << env;
   EXPECT_EQ(env.find("TEST_DSN"), std::string::npos) << env;
-  for (const char* expected : {"EXTRA=yes\n", "\nMODE=test\n", "\nPGJOBS_TASK=env\n",
-                               "\nPGJOBS_ATTEMPT=1\n", "\nPATH="}) {
+  for (const char* expected :
+       {"EXTRA=yes\n", "\nMODE=test\n", "\nPGJOBS_TASK=env\n", "\nPGJOBS_ATTEMPT=1\n", "\nPATH="}) {
     EXPECT_NE(env.find(expected), std::string::npos) << expected << " in " << env;
   }
 }

@@ -158,7 +158,8 @@ HeadParse ParseRequestHead(std::string_view buffer, size_t max_length) {
   } else {
     return Bad(505, "HTTP version not supported; this server speaks HTTP/1.0 and HTTP/1.1");
   }
-  if (target.empty() || target.front() != '/') return Bad(400, "expected a target such as /metrics");
+  if (target.empty() || target.front() != '/')
+    return Bad(400, "expected a target such as /metrics");
   for (char c : target) {
     if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return Bad(400, "malformed target");
   }
