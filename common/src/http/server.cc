@@ -439,7 +439,11 @@ struct Server::Impl {
       break;
     }
     Parse(id, c);
-    if (c.peer_done && c.state == State::kReading) Close(id);
+    // Parse may have answered and closed the connection, freeing `c`: look it up again.
+    auto it = connections.find(id);
+    if (it != connections.end() && it->second.peer_done && it->second.state == State::kReading) {
+      Close(id);
+    }
   }
 
   void Parse(std::uint64_t id, Connection& c) {
