@@ -113,6 +113,88 @@ END;
 
 COMMENT ON FUNCTION jobs.add_pending_counts(i_tasks character varying[], i_deltas bigint[]) IS 'Internal: adds per-task deltas to this backend''s shard of jobs.pending_count.';
 
+-- Name: cancel(bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.cancel(i_ids bigint[]) RETURNS SETOF bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_now timestamptz := clock_timestamp();
+BEGIN
+    PERFORM jobs.check_ids('jobs.cancel', i_ids);
+    RETURN QUERY
+    WITH pending AS (
+        DELETE FROM jobs.job_queue q
+        WHERE q.job_id = ANY (i_ids) AND q.status = 'pending'
+        RETURNING q.*
+    ), moved AS (
+        INSERT INTO jobs.job (job_id, task, arguments, status, priority, attempts, max_retries,
+                              timeout, published_at, scheduled_at, started_at, finished_at,
+                              tracebacks)
+        SELECT p.job_id, p.task, p.arguments, 'cancelled', p.priority, p.attempts,
+               p.max_retries, p.timeout, p.published_at, p.scheduled_at, NULL, v_now,
+               coalesce(p.tracebacks, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(
+                   'attempt', p.attempts, 'at', v_now, 'error', 'cancelled while pending'))
+        FROM pending p
+        RETURNING jobs.job.job_id
+    ), running AS (
+        UPDATE jobs.job_queue q SET cancel_requested_at = v_now
+        WHERE q.job_id = ANY (i_ids) AND q.status = 'running' AND q.cancel_requested_at IS NULL
+        RETURNING q.job_id
+    )
+    SELECT m.job_id FROM moved m
+    UNION ALL
+    SELECT r.job_id FROM running r;
+END $$;
+
+-- Name: FUNCTION cancel(i_ids bigint[]); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.cancel(i_ids bigint[]) IS 'Cancels jobs: pending ones end now as cancelled; running ones are marked, and their worker stops them and ends them as cancelled (see jobs.cancel_requested). Returns the ids cancelled or marked; finished, unknown and already marked ids are left out. Role: jobs_operator.';
+
+-- Name: job_queue; Type: TABLE; Schema: jobs; Owner: -
+
+CREATE TABLE jobs.job_queue (
+    job_id bigint NOT NULL,
+    task character varying NOT NULL,
+    arguments jsonb,
+    status text DEFAULT 'pending'::text NOT NULL,
+    priority integer DEFAULT 0 NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    max_retries integer DEFAULT 3 NOT NULL,
+    timeout numeric(7,2) DEFAULT 60 NOT NULL,
+    published_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    scheduled_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    started_at timestamp with time zone,
+    expires_at timestamp with time zone,
+    tracebacks jsonb,
+    worker_id bigint,
+    cancel_requested_at timestamp with time zone,
+    CONSTRAINT job_queue_max_retries_not_negative CHECK ((max_retries >= 0)),
+    CONSTRAINT job_queue_running_has_times CHECK (((status <> 'running'::text) OR ((started_at IS NOT NULL) AND (expires_at IS NOT NULL)))),
+    CONSTRAINT job_queue_scheduled_at_finite CHECK (isfinite(scheduled_at)),
+    CONSTRAINT job_queue_status_known CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text]))),
+    CONSTRAINT job_queue_task_valid CHECK (((btrim((task)::text, ' 	
+v'::text) <> ''::text) AND (char_length((task)::text) <= 200))),
+    CONSTRAINT job_queue_timeout_valid CHECK (((timeout > (0)::numeric) AND (timeout <> 'NaN'::numeric)))
+)
+WITH (autovacuum_vacuum_scale_factor='0', autovacuum_vacuum_threshold='5000', autovacuum_vacuum_cost_delay='0', autovacuum_analyze_scale_factor='0', autovacuum_analyze_threshold='5000');
+
+-- Name: cancel_requested(bigint); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.cancel_requested(i_worker_id bigint) RETURNS SETOF bigint
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    BEGIN ATOMIC
+ SELECT q.job_id
+    FROM jobs.job_queue q
+   WHERE ((q.worker_id = cancel_requested.i_worker_id) AND (q.status = 'running'::text) AND (q.cancel_requested_at IS NOT NULL));
+END;
+
+-- Name: FUNCTION cancel_requested(i_worker_id bigint); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.cancel_requested(i_worker_id bigint) IS 'The running jobs of worker i_worker_id that jobs.cancel marked: the worker stops their handlers and nacks them, and they end as cancelled. Role: jobs_consumer.';
+
 -- Name: check_batch(text, bigint[], anyarray, text); Type: FUNCTION; Schema: jobs; Owner: -
 
 CREATE FUNCTION jobs.check_batch(i_call text, i_job_ids bigint[], i_other anyarray, i_other_name text) RETURNS void
@@ -132,6 +214,23 @@ END $$;
 -- Name: FUNCTION check_batch(i_call text, i_job_ids bigint[], i_other anyarray, i_other_name text); Type: COMMENT; Schema: jobs; Owner: -
 
 COMMENT ON FUNCTION jobs.check_batch(i_call text, i_job_ids bigint[], i_other anyarray, i_other_name text) IS 'Internal: raises 22023 when a batch call''s arrays differ in length or the ids are NULL.';
+
+-- Name: check_ids(text, bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.check_ids(i_call text, i_ids bigint[]) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF i_ids IS NULL OR array_position(i_ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION '%: i_ids must be an array of job ids without NULLs', i_call
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END $$;
+
+-- Name: FUNCTION check_ids(i_call text, i_ids bigint[]); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.check_ids(i_call text, i_ids bigint[]) IS 'Internal: raises 22023 naming i_call when i_ids is NULL or holds a NULL.';
 
 -- Name: check_job(text, character varying, jsonb, timestamp with time zone, numeric, integer); Type: FUNCTION; Schema: jobs; Owner: -
 
@@ -255,6 +354,7 @@ DECLARE
     v_now timestamptz;
     v_since timestamptz;
     v_floor timestamptz;
+    v_paused varchar[];
 BEGIN
     IF num IS NULL OR num < 1 THEN
         RAISE EXCEPTION 'jobs.consume: num must be at least 1, got %', coalesce(num::text, 'NULL')
@@ -272,6 +372,13 @@ BEGIN
         PERFORM jobs.expire();
     END IF;
     PERFORM set_config('pgjobs.expiry_checked_until', v_now::text, false);
+    v_paused := ARRAY(SELECT p.task FROM jobs.paused_task p);
+    IF i_tasks IS NOT NULL AND cardinality(v_paused) > 0 THEN
+        i_tasks := ARRAY(SELECT t FROM unnest(i_tasks) AS t WHERE t <> ALL (v_paused));
+        IF cardinality(i_tasks) = 0 THEN
+            RETURN;
+        END IF;
+    END IF;
     v_floor := jobs.consume_floor(i_tasks, true);
     v_now := clock_timestamp();
     RETURN QUERY
@@ -285,6 +392,7 @@ BEGIN
             WHERE p.status = 'pending' AND p.scheduled_at <= v_now
               AND p.scheduled_at >= v_floor
               AND (i_tasks IS NULL OR p.task = ANY (i_tasks))
+              AND p.task <> ALL (v_paused)
             ORDER BY p.priority DESC, p.scheduled_at
             LIMIT num
             FOR NO KEY UPDATE SKIP LOCKED))
@@ -306,7 +414,7 @@ END $$;
 
 -- Name: FUNCTION consume(num integer, i_tasks character varying[], i_worker_id bigint); Type: COMMENT; Schema: jobs; Owner: -
 
-COMMENT ON FUNCTION jobs.consume(num integer, i_tasks character varying[], i_worker_id bigint) IS 'Takes up to num runnable jobs (only of i_tasks when given), greater priority first, then the earliest runnable, and marks them running for i_worker_id; attempts is the attempt number to pass back to ack and nack. Reclaims expired jobs first (see jobs.expire). Concurrent callers never get the same job and never wait for each other (SKIP LOCKED). Searches from this session''s floor, fully at least every 2 s (see migration 11). Raises 22023 for num < 1. Role: jobs_consumer.';
+COMMENT ON FUNCTION jobs.consume(num integer, i_tasks character varying[], i_worker_id bigint) IS 'Takes up to num runnable jobs (only of i_tasks when given; never of a paused task), greater priority first, then the earliest runnable, and marks them running for i_worker_id; attempts is the attempt number to pass back to ack and nack. Reclaims expired jobs first (see jobs.expire). Concurrent callers never get the same job and never wait for each other (SKIP LOCKED). Searches from this session''s floor, fully at least every 2 s (see migration 11). Raises 22023 for num < 1. Role: jobs_consumer.';
 
 -- Name: consume_floor(character varying[], boolean); Type: FUNCTION; Schema: jobs; Owner: -
 
@@ -437,9 +545,11 @@ DECLARE
 BEGIN
     RETURN QUERY
     WITH target AS (
-        SELECT q.job_id, q.attempts, q.max_retries,
+        SELECT q.job_id, q.attempts, q.max_retries, q.cancel_requested_at IS NOT NULL AS cancelled,
                coalesce(q.tracebacks, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(
-                   'attempt', q.attempts, 'at', v_now, 'error', a.error)) AS tracebacks
+                   'attempt', q.attempts, 'at', v_now, 'error',
+                   CASE WHEN q.cancel_requested_at IS NULL THEN a.error
+                        ELSE 'cancelled while running: ' || a.error END)) AS tracebacks
         FROM unnest(i_job_ids, i_attempts, i_errors) AS a(job_id, attempt, error)
         JOIN jobs.job_queue q ON q.job_id = a.job_id
         WHERE q.status <> 'pending'  -- that is, 'running': see jobs.ack
@@ -450,7 +560,7 @@ BEGIN
         SET status = 'pending', started_at = NULL, expires_at = NULL, tracebacks = t.tracebacks,
             scheduled_at = coalesce(i_retry_at, v_now + jobs.retry_delay(t.attempts))
         FROM target t
-        WHERE q.job_id = t.job_id AND t.attempts <= t.max_retries
+        WHERE q.job_id = t.job_id AND t.attempts <= t.max_retries AND NOT t.cancelled
         RETURNING q.job_id, q.task
     ), counted AS (
         INSERT INTO jobs.pending_count AS c (task, shard, n)
@@ -460,15 +570,16 @@ BEGIN
     ), dead AS (
         DELETE FROM jobs.job_queue q
         USING target t
-        WHERE q.job_id = t.job_id AND t.attempts > t.max_retries
-        RETURNING q.*, t.tracebacks AS new_tracebacks
+        WHERE q.job_id = t.job_id AND (t.attempts > t.max_retries OR t.cancelled)
+        RETURNING q.*, t.tracebacks AS new_tracebacks, t.cancelled
     ), moved AS (
         INSERT INTO jobs.job (job_id, task, arguments, status, priority, attempts, max_retries,
                               timeout, published_at, scheduled_at, started_at, finished_at,
                               tracebacks)
-        SELECT d.job_id, d.task, d.arguments, i_final_status, d.priority, d.attempts,
-               d.max_retries, d.timeout, d.published_at, d.scheduled_at, d.started_at, v_now,
-               d.new_tracebacks
+        SELECT d.job_id, d.task, d.arguments,
+               CASE WHEN d.cancelled THEN 'cancelled' ELSE i_final_status END, d.priority,
+               d.attempts, d.max_retries, d.timeout, d.published_at, d.scheduled_at,
+               d.started_at, v_now, d.new_tracebacks
         FROM dead d
         RETURNING jobs.job.job_id
     )
@@ -506,30 +617,31 @@ BEGIN
     RETURN QUERY
     WITH fresh AS (
         SELECT j.task, j.status, j.attempts::float8 AS attempts,
+               j.started_at IS NOT NULL AS started,
                greatest(date_part('epoch', j.started_at - j.scheduled_at), 0) AS wait,
                greatest(date_part('epoch', j.finished_at - j.started_at), 0) AS run
         FROM jobs.job j
         WHERE j.finished_xid >= i_after_xid AND j.finished_xid < v_until
     ), grouped AS MATERIALIZED (
-        SELECT f.task, f.status,
+        SELECT f.task, f.status, f.started,
                1 + cardinality(v_wait) - width_bucket(-f.wait, v_wait) AS wait_bucket,
                1 + cardinality(v_run) - width_bucket(-f.run, v_run) AS run_bucket,
                1 + cardinality(v_attempt) - width_bucket(-f.attempts, v_attempt) AS attempt_bucket,
                count(*) AS n, sum(f.wait) AS wait, sum(f.run) AS run, sum(f.attempts) AS attempts
         FROM fresh f
-        GROUP BY 1, 2, 3, 4, 5
+        GROUP BY 1, 2, 3, 4, 5, 6
     )
     SELECT 'finished', g.task, g.status, NULL::integer, sum(g.n)::bigint, NULL::float8
     FROM grouped g GROUP BY g.task, g.status
     UNION ALL
     SELECT 'wait', g.task, NULL, g.wait_bucket, sum(g.n)::bigint, sum(g.wait)
-    FROM grouped g GROUP BY g.task, g.wait_bucket
+    FROM grouped g WHERE g.started GROUP BY g.task, g.wait_bucket
     UNION ALL
     SELECT 'run', g.task, NULL, g.run_bucket, sum(g.n)::bigint, sum(g.run)
-    FROM grouped g GROUP BY g.task, g.run_bucket
+    FROM grouped g WHERE g.started GROUP BY g.task, g.run_bucket
     UNION ALL
     SELECT 'attempts', g.task, NULL, g.attempt_bucket, sum(g.n)::bigint, sum(g.attempts)
-    FROM grouped g GROUP BY g.task, g.attempt_bucket;
+    FROM grouped g WHERE g.started GROUP BY g.task, g.attempt_bucket;
 END $$;
 
 -- Name: FUNCTION finished_stats(i_after_xid bigint, i_wait_bounds double precision[], i_run_bounds double precision[], i_attempt_bounds double precision[]); Type: COMMENT; Schema: jobs; Owner: -
@@ -580,6 +692,43 @@ CREATE FUNCTION jobs.job_state(status text, attempts integer, scheduled_at times
 -- Name: FUNCTION job_state(status text, attempts integer, scheduled_at timestamp with time zone, expires_at timestamp with time zone, at timestamp with time zone); Type: COMMENT; Schema: jobs; Owner: -
 
 COMMENT ON FUNCTION jobs.job_state(status text, attempts integer, scheduled_at timestamp with time zone, expires_at timestamp with time zone, at timestamp with time zone) IS 'What a job in the queue is doing at a moment: ready, scheduled, retry_wait, running or expired. Pure.';
+
+-- Name: maintain(interval, integer); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.maintain(i_worker_retention interval DEFAULT '01:00:00'::interval, i_prune_limit integer DEFAULT 10000) RETURNS TABLE(step text, n bigint)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_now timestamptz := clock_timestamp();
+BEGIN
+    IF i_worker_retention IS NULL OR i_worker_retention < interval '0' THEN
+        RAISE EXCEPTION 'jobs.maintain: i_worker_retention must be an interval of 0 or more, got %',
+            coalesce(i_worker_retention::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    step := 'expire';
+    n := jobs.expire();
+    RETURN NEXT;
+    step := 'prune';
+    n := jobs.prune(i_prune_limit);
+    RETURN NEXT;
+    -- A worker that stopped, or stopped beating, longer ago than the retention, and holds no
+    -- running job (a job still marked as its own is reported on stale workers until it expires).
+    step := 'workers';
+    WITH gone AS (
+        DELETE FROM jobs.worker w
+        WHERE coalesce(w.stopped_at, w.heartbeat_at + w.stale_after) < v_now - i_worker_retention
+          AND NOT EXISTS (SELECT 1 FROM jobs.job_queue q
+                          WHERE q.worker_id = w.worker_id AND q.status = 'running')
+        RETURNING 1
+    )
+    SELECT count(*) INTO n FROM gone;
+    RETURN NEXT;
+END $$;
+
+-- Name: FUNCTION maintain(i_worker_retention interval, i_prune_limit integer); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.maintain(i_worker_retention interval, i_prune_limit integer) IS 'One round of maintenance: reclaims expired jobs, prunes finished jobs past retention (at most i_prune_limit), and deletes workers gone for longer than i_worker_retention that hold no running job. Returns how many of each. The worker runs it on an interval (maintenance in its YAML); pg_cron may too. Role: jobs_operator.';
 
 -- Name: nack(bigint[], text[], timestamp with time zone, integer[]); Type: FUNCTION; Schema: jobs; Owner: -
 
@@ -641,6 +790,73 @@ END $$;
 -- Name: FUNCTION nack(i_job_id text, i_traceback text, i_schedule_at text, i_attempt text); Type: COMMENT; Schema: jobs; Owner: -
 
 COMMENT ON FUNCTION jobs.nack(i_job_id text, i_traceback text, i_schedule_at text, i_attempt text) IS 'jobs.nack($1, $2, $3, $4) with untyped parameters: an array literal nacks a batch, a single id that job, which it returns. Role: jobs_consumer.';
+
+-- Name: pause(text); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.pause(i_task text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_found boolean;
+BEGIN
+    IF i_task IS NULL OR btrim(i_task, E' \t\n\r\v\f') = '' THEN
+        RAISE EXCEPTION 'jobs.pause: i_task must be a task name, got %',
+            coalesce(quote_literal(i_task), 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO jobs.paused_task (task) VALUES (i_task) ON CONFLICT (task) DO NOTHING;
+    GET DIAGNOSTICS v_found = ROW_COUNT;
+    RETURN v_found;
+END $$;
+
+-- Name: FUNCTION pause(i_task text); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.pause(i_task text) IS 'Stops consume from taking jobs of i_task (running ones go on); true when it was not paused yet. Role: jobs_operator.';
+
+-- Name: prune(integer); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.prune(i_limit integer DEFAULT NULL::integer) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_now timestamptz := clock_timestamp();
+    v_left bigint := i_limit;
+    v_total bigint := 0;
+    v_n bigint;
+    r record;
+BEGIN
+    IF i_limit < 1 THEN
+        RAISE EXCEPTION 'jobs.prune: i_limit must be at least 1 (or NULL for no limit), got %',
+            i_limit USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR r IN SELECT t.status, t.keep FROM jobs.retention t WHERE t.keep IS NOT NULL
+             ORDER BY t.status LOOP
+        EXIT WHEN v_left IS NOT NULL AND v_left <= 0;
+        WITH gone AS (
+            DELETE FROM jobs.job j
+            WHERE j.ctid = ANY (ARRAY(
+                SELECT o.ctid FROM jobs.job o
+                WHERE o.status = r.status
+                  AND o.finished_at < v_now - greatest(r.keep, interval '5 minutes')
+                ORDER BY o.finished_at
+                LIMIT v_left))
+            RETURNING 1
+        )
+        SELECT count(*) INTO v_n FROM gone;
+        IF v_n > 0 THEN
+            INSERT INTO jobs.pruned_count AS c (status, n) VALUES (r.status, v_n)
+            ON CONFLICT (status) DO UPDATE SET n = c.n + excluded.n;
+        END IF;
+        v_total := v_total + v_n;
+        v_left := v_left - v_n;
+    END LOOP;
+    RETURN v_total;
+END $$;
+
+-- Name: FUNCTION prune(i_limit integer); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.prune(i_limit integer) IS 'Deletes finished jobs past their status''s retention (never one finished in the last 5 minutes), oldest first, at most i_limit (NULL: all); returns how many. Raises 22023 for i_limit < 1. Role: jobs_operator.';
 
 -- Name: publish(character varying, jsonb, timestamp with time zone, numeric, integer, integer); Type: FUNCTION; Schema: jobs; Owner: -
 
@@ -785,6 +1001,88 @@ END $$;
 
 COMMENT ON FUNCTION jobs.register_worker(i_name text, i_host text, i_pid integer, i_concurrency integer, i_stale_after interval, OUT worker_id bigint) IS 'Records a worker in jobs.worker and returns its id; it counts as stale after i_stale_after without a heartbeat. Raises 22023 for a blank name or concurrency < 1. Role: jobs_consumer.';
 
+-- Name: reschedule(bigint[], timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.reschedule(i_ids bigint[], i_at timestamp with time zone) RETURNS SETOF bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    PERFORM jobs.check_ids('jobs.reschedule', i_ids);
+    IF i_at IS NULL OR NOT isfinite(i_at) THEN
+        RAISE EXCEPTION 'jobs.reschedule: i_at must be a finite time, got %',
+            coalesce(i_at::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+    UPDATE jobs.job_queue q SET scheduled_at = i_at
+    WHERE q.job_id = ANY (i_ids) AND q.status = 'pending'
+    RETURNING q.job_id;
+    PERFORM pg_notify('jobs', t)
+    FROM (SELECT DISTINCT q.task FROM jobs.job_queue q
+          WHERE q.job_id = ANY (i_ids) AND q.status = 'pending') AS d(t);
+END $$;
+
+-- Name: FUNCTION reschedule(i_ids bigint[], i_at timestamp with time zone); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.reschedule(i_ids bigint[], i_at timestamp with time zone) IS 'Moves pending jobs to run at i_at (their next attempt, if they are waiting to be retried). Returns the ids moved; running, finished and unknown ids are left out. Raises 22023 for a NULL or infinite i_at. Role: jobs_operator.';
+
+-- Name: resume(text); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.resume(i_task text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_found boolean;
+BEGIN
+    DELETE FROM jobs.paused_task WHERE task = i_task;
+    GET DIAGNOSTICS v_found = ROW_COUNT;
+    IF v_found THEN
+        PERFORM pg_notify('jobs', i_task);
+    END IF;
+    RETURN v_found;
+END $$;
+
+-- Name: FUNCTION resume(i_task text); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.resume(i_task text) IS 'Lets consume take jobs of i_task again; true when it was paused. Role: jobs_operator.';
+
+-- Name: retry(bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.retry(i_ids bigint[]) RETURNS SETOF bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_now timestamptz := clock_timestamp();
+    v_ids bigint[];
+    v_tasks varchar[];
+BEGIN
+    PERFORM jobs.check_ids('jobs.retry', i_ids);
+    -- The queue's insert trigger counts the jobs as pending.
+    WITH gone AS (
+        DELETE FROM jobs.job j
+        WHERE j.job_id = ANY (i_ids) AND j.status IN ('failure', 'expired', 'cancelled')
+        RETURNING j.*
+    ), queued AS (
+        INSERT INTO jobs.job_queue (job_id, task, arguments, status, priority, attempts,
+                                    max_retries, timeout, published_at, scheduled_at, tracebacks)
+        SELECT g.job_id, g.task, g.arguments, 'pending', g.priority, g.attempts,
+               greatest(g.max_retries, g.attempts), g.timeout, g.published_at, v_now,
+               g.tracebacks
+        FROM gone g
+        RETURNING job_queue.job_id, job_queue.task
+    )
+    SELECT array_agg(q.job_id ORDER BY q.job_id), array_agg(DISTINCT q.task)
+    INTO v_ids, v_tasks FROM queued q;
+    PERFORM pg_notify('jobs', t) FROM unnest(v_tasks) AS t;
+    RETURN QUERY SELECT unnest(v_ids);
+END $$;
+
+-- Name: FUNCTION retry(i_ids bigint[]); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.retry(i_ids bigint[]) IS 'Puts finished failure, expired and cancelled jobs back in the queue, runnable now, with their attempts and tracebacks; max_retries is raised to the attempts made, so each gets at least one more attempt. Returns the ids queued; others are left out. Role: jobs_operator.';
+
 -- Name: retry_delay(integer); Type: FUNCTION; Schema: jobs; Owner: -
 
 CREATE FUNCTION jobs.retry_delay(attempts integer) RETURNS interval
@@ -810,12 +1108,13 @@ BEGIN
                 SELECT min(q.scheduled_at) AS at
                 FROM jobs.job_queue q
                 WHERE q.status = 'pending' AND q.task = t.task AND q.scheduled_at >= v_floor
-            ) AS n);
+            ) AS n
+            WHERE NOT EXISTS (SELECT 1 FROM jobs.paused_task p WHERE p.task = t.task));
 END $$;
 
 -- Name: FUNCTION seconds_until_next_due(i_tasks character varying[]); Type: COMMENT; Schema: jobs; Owner: -
 
-COMMENT ON FUNCTION jobs.seconds_until_next_due(i_tasks character varying[]) IS 'Seconds until the earliest pending job of i_tasks is runnable: <= 0 when one is now, NULL when none is pending; searched from this session''s floor (see migration 11). Role: jobs_consumer.';
+COMMENT ON FUNCTION jobs.seconds_until_next_due(i_tasks character varying[]) IS 'Seconds until the earliest pending job of i_tasks (paused tasks left out) is runnable: <= 0 when one is now, NULL when none is pending; searched from this session''s floor (see migration 11). Role: jobs_consumer.';
 
 -- Name: set_consume_floor(character varying[], timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 
@@ -838,6 +1137,29 @@ END $$;
 
 COMMENT ON FUNCTION jobs.set_consume_floor(i_tasks character varying[], i_oldest timestamp with time zone) IS 'Internal: records the floor of this session''s next search for pending jobs of i_tasks.';
 
+-- Name: set_retention(text, interval); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.set_retention(i_status text, i_keep interval) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF i_status IS NULL OR i_status NOT IN ('success', 'failure', 'expired', 'cancelled') THEN
+        RAISE EXCEPTION 'jobs.set_retention: i_status must be success, failure, expired or cancelled, got %',
+            coalesce(quote_literal(i_status), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF i_keep < interval '0' THEN
+        RAISE EXCEPTION 'jobs.set_retention: i_keep must not be negative, got %', i_keep
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE jobs.retention SET keep = i_keep WHERE status = i_status;
+END $$;
+
+-- Name: FUNCTION set_retention(i_status text, i_keep interval); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.set_retention(i_status text, i_keep interval) IS 'Keeps finished jobs of i_status (success, failure, expired, cancelled) for i_keep; NULL keeps them for ever. Raises 22023 for an unknown status or a negative interval. Role: jobs_operator.';
+
 -- Name: unregister_worker(bigint); Type: FUNCTION; Schema: jobs; Owner: -
 
 CREATE FUNCTION jobs.unregister_worker(i_worker_id bigint) RETURNS void
@@ -851,33 +1173,6 @@ END;
 -- Name: FUNCTION unregister_worker(i_worker_id bigint); Type: COMMENT; Schema: jobs; Owner: -
 
 COMMENT ON FUNCTION jobs.unregister_worker(i_worker_id bigint) IS 'Marks the worker stopped after a clean shutdown. Role: jobs_consumer.';
-
--- Name: job_queue; Type: TABLE; Schema: jobs; Owner: -
-
-CREATE TABLE jobs.job_queue (
-    job_id bigint NOT NULL,
-    task character varying NOT NULL,
-    arguments jsonb,
-    status text DEFAULT 'pending'::text NOT NULL,
-    priority integer DEFAULT 0 NOT NULL,
-    attempts integer DEFAULT 0 NOT NULL,
-    max_retries integer DEFAULT 3 NOT NULL,
-    timeout numeric(7,2) DEFAULT 60 NOT NULL,
-    published_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
-    scheduled_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
-    started_at timestamp with time zone,
-    expires_at timestamp with time zone,
-    tracebacks jsonb,
-    worker_id bigint,
-    CONSTRAINT job_queue_max_retries_not_negative CHECK ((max_retries >= 0)),
-    CONSTRAINT job_queue_running_has_times CHECK (((status <> 'running'::text) OR ((started_at IS NOT NULL) AND (expires_at IS NOT NULL)))),
-    CONSTRAINT job_queue_scheduled_at_finite CHECK (isfinite(scheduled_at)),
-    CONSTRAINT job_queue_status_known CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text]))),
-    CONSTRAINT job_queue_task_valid CHECK (((btrim((task)::text, ' 	
-v'::text) <> ''::text) AND (char_length((task)::text) <= 200))),
-    CONSTRAINT job_queue_timeout_valid CHECK (((timeout > (0)::numeric) AND (timeout <> 'NaN'::numeric)))
-)
-WITH (autovacuum_vacuum_scale_factor='0', autovacuum_vacuum_threshold='5000', autovacuum_vacuum_cost_delay='0', autovacuum_analyze_scale_factor='0', autovacuum_analyze_threshold='5000');
 
 -- Name: all; Type: VIEW; Schema: jobs; Owner: -
 
@@ -931,11 +1226,12 @@ CREATE TABLE jobs.job (
     timeout numeric(7,2) NOT NULL,
     published_at timestamp with time zone NOT NULL,
     scheduled_at timestamp with time zone NOT NULL,
-    started_at timestamp with time zone NOT NULL,
+    started_at timestamp with time zone,
     finished_at timestamp with time zone NOT NULL,
     tracebacks jsonb,
     finished_xid bigint DEFAULT ((pg_current_xact_id())::text)::bigint,
-    CONSTRAINT job_status_known CHECK ((status = ANY (ARRAY['success'::text, 'failure'::text, 'expired'::text])))
+    CONSTRAINT job_started_unless_cancelled CHECK (((started_at IS NOT NULL) OR (status = 'cancelled'::text))),
+    CONSTRAINT job_status_known CHECK ((status = ANY (ARRAY['success'::text, 'failure'::text, 'expired'::text, 'cancelled'::text])))
 );
 
 -- Name: job_id_seq; Type: SEQUENCE; Schema: jobs; Owner: -
@@ -950,6 +1246,84 @@ CREATE SEQUENCE jobs.job_id_seq
 -- Name: job_id_seq; Type: SEQUENCE OWNED BY; Schema: jobs; Owner: -
 
 ALTER SEQUENCE jobs.job_id_seq OWNED BY jobs.job_queue.job_id;
+
+-- Name: job_overview; Type: VIEW; Schema: jobs; Owner: -
+
+CREATE VIEW jobs.job_overview AS
+ SELECT q.job_id,
+    q.task,
+    q.status,
+    jobs.job_state(q.status, q.attempts, q.scheduled_at, q.expires_at, clock_timestamp()) AS state,
+    q.priority,
+    q.attempts,
+    q.max_retries,
+    q.timeout,
+    q.published_at,
+    q.scheduled_at,
+    q.started_at,
+    q.expires_at,
+    NULL::timestamp with time zone AS finished_at,
+    q.worker_id,
+    q.cancel_requested_at,
+    q.tracebacks
+   FROM jobs.job_queue q
+UNION ALL
+ SELECT j.job_id,
+    j.task,
+    j.status,
+    'finished'::text AS state,
+    j.priority,
+    j.attempts,
+    j.max_retries,
+    j.timeout,
+    j.published_at,
+    j.scheduled_at,
+    j.started_at,
+    NULL::timestamp with time zone AS expires_at,
+    j.finished_at,
+    NULL::bigint AS worker_id,
+    NULL::timestamp with time zone AS cancel_requested_at,
+    j.tracebacks
+   FROM jobs.job j;
+
+-- Name: VIEW job_overview; Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON VIEW jobs.job_overview IS 'Every queued and finished job without its arguments: what the runbooks read. Role: jobs_monitor.';
+
+-- Name: paused_task; Type: TABLE; Schema: jobs; Owner: -
+
+CREATE TABLE jobs.paused_task (
+    task character varying NOT NULL,
+    paused_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL
+);
+
+-- Name: TABLE paused_task; Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON TABLE jobs.paused_task IS 'Tasks whose jobs consume skips. Set with jobs.pause and jobs.resume.';
+
+-- Name: pruned_count; Type: TABLE; Schema: jobs; Owner: -
+
+CREATE TABLE jobs.pruned_count (
+    status text NOT NULL,
+    n bigint DEFAULT 0 NOT NULL
+);
+
+-- Name: TABLE pruned_count; Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON TABLE jobs.pruned_count IS 'Finished jobs deleted by jobs.prune, per status, ever.';
+
+-- Name: retention; Type: TABLE; Schema: jobs; Owner: -
+
+CREATE TABLE jobs.retention (
+    status text NOT NULL,
+    keep interval,
+    CONSTRAINT retention_keep_not_negative CHECK ((keep >= '00:00:00'::interval)),
+    CONSTRAINT retention_status_known CHECK ((status = ANY (ARRAY['success'::text, 'failure'::text, 'expired'::text, 'cancelled'::text])))
+);
+
+-- Name: TABLE retention; Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON TABLE jobs.retention IS 'How long finished jobs of each status are kept; NULL keeps them for ever. Set with jobs.set_retention.';
 
 -- Name: running; Type: VIEW; Schema: jobs; Owner: -
 
@@ -989,6 +1363,17 @@ CREATE VIEW jobs.stats_jobs_on_stale_workers AS
      JOIN jobs.worker w ON ((w.worker_id = q.worker_id)))
   WHERE ((q.status = 'running'::text) AND ((w.stopped_at IS NOT NULL) OR ((w.heartbeat_at + w.stale_after) < clock_timestamp())))
   GROUP BY q.task;
+
+-- Name: stats_paused_tasks; Type: VIEW; Schema: jobs; Owner: -
+
+CREATE VIEW jobs.stats_paused_tasks AS
+ SELECT p.task,
+    p.paused_at
+   FROM jobs.paused_task p;
+
+-- Name: VIEW stats_paused_tasks; Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON VIEW jobs.stats_paused_tasks IS 'Paused tasks. Role: jobs_monitor.';
 
 -- Name: stats_published; Type: VIEW; Schema: jobs; Owner: -
 
@@ -1049,6 +1434,24 @@ CREATE VIEW jobs.stats_queue AS
            FROM jobs.job_queue q
           WHERE ((q.status = 'pending'::text) AND ((q.task)::text = (t.task)::text) AND (q.scheduled_at <= clock.at))) o);
 
+-- Name: stats_retention; Type: VIEW; Schema: jobs; Owner: -
+
+CREATE VIEW jobs.stats_retention AS
+ SELECT t.status,
+    t.keep,
+    date_part('epoch'::text, t.keep) AS keep_seconds,
+    COALESCE(p.n, (0)::bigint) AS pruned_total,
+    COALESCE(date_part('epoch'::text, (clock_timestamp() - o.oldest)), (0)::double precision) AS oldest_age_seconds
+   FROM ((jobs.retention t
+     LEFT JOIN jobs.pruned_count p ON ((p.status = t.status)))
+     CROSS JOIN LATERAL ( SELECT min(j.finished_at) AS oldest
+           FROM jobs.job j
+          WHERE (j.status = t.status)) o);
+
+-- Name: VIEW stats_retention; Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON VIEW jobs.stats_retention IS 'Per finished status: retention (NULL keeps for ever), jobs pruned ever, and the age of the oldest finished job kept (0 when none). Role: jobs_monitor.';
+
 -- Name: stats_tables; Type: VIEW; Schema: jobs; Owner: -
 
 CREATE VIEW jobs.stats_tables AS
@@ -1098,10 +1501,25 @@ ALTER TABLE ONLY jobs.job
 ALTER TABLE ONLY jobs.job_queue
     ADD CONSTRAINT job_queue_pkey PRIMARY KEY (job_id);
 
+-- Name: paused_task paused_task_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
+
+ALTER TABLE ONLY jobs.paused_task
+    ADD CONSTRAINT paused_task_pkey PRIMARY KEY (task);
+
 -- Name: pending_count pending_count_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
 
 ALTER TABLE ONLY jobs.pending_count
     ADD CONSTRAINT pending_count_pkey PRIMARY KEY (task, shard);
+
+-- Name: pruned_count pruned_count_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
+
+ALTER TABLE ONLY jobs.pruned_count
+    ADD CONSTRAINT pruned_count_pkey PRIMARY KEY (status);
+
+-- Name: retention retention_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
+
+ALTER TABLE ONLY jobs.retention
+    ADD CONSTRAINT retention_pkey PRIMARY KEY (status);
 
 -- Name: schema_migrations schema_migrations_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
 
@@ -1129,6 +1547,10 @@ CREATE INDEX job_queue_pending_task ON jobs.job_queue USING btree (task, schedul
 
 CREATE INDEX job_queue_running_expiry ON jobs.job_queue USING btree (expires_at) WHERE (status = 'running'::text);
 
+-- Name: job_status_finished_at; Type: INDEX; Schema: jobs; Owner: -
+
+CREATE INDEX job_status_finished_at ON jobs.job USING btree (status, finished_at);
+
 -- Name: job_queue job_queue_count_delete_row; Type: TRIGGER; Schema: jobs; Owner: -
 
 CREATE TRIGGER job_queue_count_delete_row AFTER DELETE ON jobs.job_queue FOR EACH ROW WHEN (((old.status = 'pending'::text) AND (current_setting('pgjobs.pending_counted'::text, true) IS DISTINCT FROM 'on'::text))) EXECUTE FUNCTION jobs.count_pending_row();
@@ -1150,6 +1572,7 @@ CREATE TRIGGER job_queue_count_update_row AFTER UPDATE ON jobs.job_queue FOR EAC
 GRANT USAGE ON SCHEMA jobs TO jobs_publisher;
 GRANT USAGE ON SCHEMA jobs TO jobs_consumer;
 GRANT USAGE ON SCHEMA jobs TO jobs_monitor;
+GRANT USAGE ON SCHEMA jobs TO jobs_operator;
 
 -- Name: FUNCTION ack(i_job_ids bigint[], i_attempts integer[]); Type: ACL; Schema: jobs; Owner: -
 
@@ -1170,9 +1593,23 @@ GRANT ALL ON FUNCTION jobs.ack(i_job_id text, i_attempt text) TO jobs_consumer;
 
 REVOKE ALL ON FUNCTION jobs.add_pending_counts(i_tasks character varying[], i_deltas bigint[]) FROM PUBLIC;
 
+-- Name: FUNCTION cancel(i_ids bigint[]); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.cancel(i_ids bigint[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.cancel(i_ids bigint[]) TO jobs_operator;
+
+-- Name: FUNCTION cancel_requested(i_worker_id bigint); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.cancel_requested(i_worker_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.cancel_requested(i_worker_id bigint) TO jobs_consumer;
+
 -- Name: FUNCTION check_batch(i_call text, i_job_ids bigint[], i_other anyarray, i_other_name text); Type: ACL; Schema: jobs; Owner: -
 
 REVOKE ALL ON FUNCTION jobs.check_batch(i_call text, i_job_ids bigint[], i_other anyarray, i_other_name text) FROM PUBLIC;
+
+-- Name: FUNCTION check_ids(i_call text, i_ids bigint[]); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.check_ids(i_call text, i_ids bigint[]) FROM PUBLIC;
 
 -- Name: FUNCTION check_job(i_what text, i_task character varying, i_arguments jsonb, i_scheduled_at timestamp with time zone, i_timeout numeric, i_max_retries integer); Type: ACL; Schema: jobs; Owner: -
 
@@ -1233,6 +1670,13 @@ REVOKE ALL ON FUNCTION jobs.job_state(status text, attempts integer, scheduled_a
 GRANT ALL ON FUNCTION jobs.job_state(status text, attempts integer, scheduled_at timestamp with time zone, expires_at timestamp with time zone, at timestamp with time zone) TO jobs_publisher;
 GRANT ALL ON FUNCTION jobs.job_state(status text, attempts integer, scheduled_at timestamp with time zone, expires_at timestamp with time zone, at timestamp with time zone) TO jobs_consumer;
 GRANT ALL ON FUNCTION jobs.job_state(status text, attempts integer, scheduled_at timestamp with time zone, expires_at timestamp with time zone, at timestamp with time zone) TO jobs_monitor;
+GRANT ALL ON FUNCTION jobs.job_state(status text, attempts integer, scheduled_at timestamp with time zone, expires_at timestamp with time zone, at timestamp with time zone) TO jobs_operator;
+
+-- Name: FUNCTION maintain(i_worker_retention interval, i_prune_limit integer); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.maintain(i_worker_retention interval, i_prune_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.maintain(i_worker_retention interval, i_prune_limit integer) TO jobs_operator;
+GRANT ALL ON FUNCTION jobs.maintain(i_worker_retention interval, i_prune_limit integer) TO jobs_consumer;
 
 -- Name: FUNCTION nack(i_job_ids bigint[], i_tracebacks text[], i_schedule_at timestamp with time zone, i_attempts integer[]); Type: ACL; Schema: jobs; Owner: -
 
@@ -1248,6 +1692,16 @@ GRANT ALL ON FUNCTION jobs.nack(i_job_id bigint, i_traceback text, i_schedule_at
 
 REVOKE ALL ON FUNCTION jobs.nack(i_job_id text, i_traceback text, i_schedule_at text, i_attempt text) FROM PUBLIC;
 GRANT ALL ON FUNCTION jobs.nack(i_job_id text, i_traceback text, i_schedule_at text, i_attempt text) TO jobs_consumer;
+
+-- Name: FUNCTION pause(i_task text); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.pause(i_task text) FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.pause(i_task text) TO jobs_operator;
+
+-- Name: FUNCTION prune(i_limit integer); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.prune(i_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.prune(i_limit integer) TO jobs_operator;
 
 -- Name: FUNCTION publish(i_task character varying, i_arguments jsonb, i_scheduled_at timestamp with time zone, i_timeout numeric, i_priority integer, i_max_retries integer, OUT job_id bigint); Type: ACL; Schema: jobs; Owner: -
 
@@ -1272,6 +1726,21 @@ REVOKE ALL ON FUNCTION jobs.refuse(i_call text, i_job_id bigint, i_attempt integ
 REVOKE ALL ON FUNCTION jobs.register_worker(i_name text, i_host text, i_pid integer, i_concurrency integer, i_stale_after interval, OUT worker_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION jobs.register_worker(i_name text, i_host text, i_pid integer, i_concurrency integer, i_stale_after interval, OUT worker_id bigint) TO jobs_consumer;
 
+-- Name: FUNCTION reschedule(i_ids bigint[], i_at timestamp with time zone); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.reschedule(i_ids bigint[], i_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.reschedule(i_ids bigint[], i_at timestamp with time zone) TO jobs_operator;
+
+-- Name: FUNCTION resume(i_task text); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.resume(i_task text) FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.resume(i_task text) TO jobs_operator;
+
+-- Name: FUNCTION retry(i_ids bigint[]); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.retry(i_ids bigint[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.retry(i_ids bigint[]) TO jobs_operator;
+
 -- Name: FUNCTION retry_delay(attempts integer); Type: ACL; Schema: jobs; Owner: -
 
 REVOKE ALL ON FUNCTION jobs.retry_delay(attempts integer) FROM PUBLIC;
@@ -1287,6 +1756,11 @@ GRANT ALL ON FUNCTION jobs.seconds_until_next_due(i_tasks character varying[]) T
 -- Name: FUNCTION set_consume_floor(i_tasks character varying[], i_oldest timestamp with time zone); Type: ACL; Schema: jobs; Owner: -
 
 REVOKE ALL ON FUNCTION jobs.set_consume_floor(i_tasks character varying[], i_oldest timestamp with time zone) FROM PUBLIC;
+
+-- Name: FUNCTION set_retention(i_status text, i_keep interval); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.set_retention(i_status text, i_keep interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.set_retention(i_status text, i_keep interval) TO jobs_operator;
 
 -- Name: FUNCTION unregister_worker(i_worker_id bigint); Type: ACL; Schema: jobs; Owner: -
 
@@ -1305,6 +1779,16 @@ GRANT SELECT ON TABLE jobs.expired TO jobs_publisher;
 GRANT SELECT ON TABLE jobs.expired TO jobs_consumer;
 GRANT SELECT ON TABLE jobs.expired TO jobs_monitor;
 
+-- Name: TABLE job_overview; Type: ACL; Schema: jobs; Owner: -
+
+GRANT SELECT ON TABLE jobs.job_overview TO jobs_monitor;
+GRANT SELECT ON TABLE jobs.job_overview TO jobs_operator;
+
+-- Name: TABLE retention; Type: ACL; Schema: jobs; Owner: -
+
+GRANT SELECT ON TABLE jobs.retention TO jobs_monitor;
+GRANT SELECT ON TABLE jobs.retention TO jobs_operator;
+
 -- Name: TABLE running; Type: ACL; Schema: jobs; Owner: -
 
 GRANT SELECT ON TABLE jobs.running TO jobs_publisher;
@@ -1315,6 +1799,11 @@ GRANT SELECT ON TABLE jobs.running TO jobs_monitor;
 
 GRANT SELECT ON TABLE jobs.stats_jobs_on_stale_workers TO jobs_monitor;
 
+-- Name: TABLE stats_paused_tasks; Type: ACL; Schema: jobs; Owner: -
+
+GRANT SELECT ON TABLE jobs.stats_paused_tasks TO jobs_monitor;
+GRANT SELECT ON TABLE jobs.stats_paused_tasks TO jobs_operator;
+
 -- Name: TABLE stats_published; Type: ACL; Schema: jobs; Owner: -
 
 GRANT SELECT ON TABLE jobs.stats_published TO jobs_monitor;
@@ -1322,6 +1811,11 @@ GRANT SELECT ON TABLE jobs.stats_published TO jobs_monitor;
 -- Name: TABLE stats_queue; Type: ACL; Schema: jobs; Owner: -
 
 GRANT SELECT ON TABLE jobs.stats_queue TO jobs_monitor;
+
+-- Name: TABLE stats_retention; Type: ACL; Schema: jobs; Owner: -
+
+GRANT SELECT ON TABLE jobs.stats_retention TO jobs_monitor;
+GRANT SELECT ON TABLE jobs.stats_retention TO jobs_operator;
 
 -- Name: TABLE stats_tables; Type: ACL; Schema: jobs; Owner: -
 

@@ -165,6 +165,8 @@ http::Families Exporter::Collect(Clock::time_point deadline) {
   run("finished", [&] { CollectFinished(out); });
   run("workers", [&] { CollectWorkers(out); });
   run("tables", [&] { CollectTables(out); });
+  run("retention", [&] { CollectRetention(out); });
+  run("paused", [&] { CollectPaused(out); });
   run("database", [&] { CollectHealth(out); });
   for (const CustomMetric& metric : active_.custom_metrics) {
     run("custom:" + metric.name, [&] {
@@ -300,7 +302,7 @@ void Exporter::CollectFinished(http::Families& out) {
 
   auto finished = http::Family("pgjobs_jobs_finished_total",
                                "Jobs finished since the exporter started, by final status "
-                               "(success, failure, expired).",
+                               "(success, failure, expired, cancelled).",
                                MetricType::Counter);
   for (const auto& [key, value] : finished_) {
     http::AddSample(finished, {{"task", key.first}, {"status", key.second}}, value);
@@ -379,6 +381,39 @@ void Exporter::CollectTables(http::Families& out) {
   out.push_back(std::move(dead));
   out.push_back(std::move(size));
   out.push_back(std::move(vacuum));
+}
+
+void Exporter::CollectRetention(http::Families& out) {
+  auto pruned = http::Family("pgjobs_jobs_pruned_total",
+                             "Finished jobs deleted past their retention (jobs.prune), ever, by "
+                             "status.",
+                             MetricType::Counter);
+  auto oldest = http::Family("pgjobs_oldest_finished_job_age_seconds",
+                             "Age of the oldest finished job kept, by status; 0 when none is.",
+                             MetricType::Gauge);
+  auto keep = http::Family("pgjobs_retention_seconds",
+                           "How long finished jobs of a status are kept; absent when for ever.",
+                           MetricType::Gauge);
+  for (const RetentionRow& row : source_->Retention()) {
+    const http::Labels labels{{"status", row.status}};
+    http::AddSample(pruned, labels, row.pruned_total);
+    http::AddSample(oldest, labels, row.oldest_age_seconds);
+    if (row.keep_seconds) http::AddSample(keep, labels, *row.keep_seconds);
+  }
+  out.push_back(std::move(pruned));
+  out.push_back(std::move(oldest));
+  out.push_back(std::move(keep));
+}
+
+void Exporter::CollectPaused(http::Families& out) {
+  auto paused = http::Family("pgjobs_task_paused",
+                             "1 for each task paused with jobs.pause: its jobs wait until "
+                             "jobs.resume.",
+                             MetricType::Gauge);
+  std::set<std::string> labels;
+  for (const std::string& task : source_->PausedTasks()) labels.insert(labels_.Label(task));
+  for (const std::string& task : labels) http::AddSample(paused, {{"task", task}}, 1);
+  out.push_back(std::move(paused));
 }
 
 void Exporter::CollectHealth(http::Families& out) {

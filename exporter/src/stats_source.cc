@@ -123,6 +123,26 @@ std::vector<std::pair<std::string, double>> StatsSource::JobsOnStaleWorkers() {
   return out;
 }
 
+std::vector<RetentionRow> StatsSource::Retention() {
+  db::Result r = Conn().Query("stats_retention",
+                              "SELECT status, keep_seconds, pruned_total, oldest_age_seconds "
+                              "FROM jobs.stats_retention ORDER BY status");
+  std::vector<RetentionRow> out;
+  for (int i = 0; i < r.Rows(); ++i) {
+    RetentionRow row{std::string(r.Text(i, 0)), std::nullopt, r.Double(i, 2), r.Double(i, 3)};
+    if (!r.IsNull(i, 1)) row.keep_seconds = r.Double(i, 1);
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+std::vector<std::string> StatsSource::PausedTasks() {
+  db::Result r = Conn().Query("stats_paused_tasks", "SELECT task FROM jobs.stats_paused_tasks");
+  std::vector<std::string> out;
+  for (int i = 0; i < r.Rows(); ++i) out.emplace_back(r.Text(i, 0));
+  return out;
+}
+
 std::vector<TableRow> StatsSource::Tables() {
   db::Result r = Conn().Query("stats_tables",
                               "SELECT table_name, live_tuples, dead_tuples, total_bytes, "

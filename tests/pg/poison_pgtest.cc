@@ -152,14 +152,15 @@ TEST_F(PoisonTest, EveryFunctionIsExecutableOnlyByTheRolesItIsFor) {
            coalesce(string_agg(r.rolname, ',' ORDER BY r.rolname)
                     FILTER (WHERE has_function_privilege(r.rolname, p.oid, 'EXECUTE')), '')
     FROM pg_proc p
-    CROSS JOIN (VALUES ('public'), ('jobs_publisher'), ('jobs_consumer'), ('jobs_monitor'))
-               AS r(rolname)
+    CROSS JOIN (VALUES ('public'), ('jobs_publisher'), ('jobs_consumer'), ('jobs_monitor'),
+                       ('jobs_operator')) AS r(rolname)
     WHERE p.pronamespace = 'jobs'::regnamespace
     GROUP BY p.oid ORDER BY 1)sql");
   std::map<std::string, std::string> granted;
   for (int i = 0; i < r.Rows(); ++i) granted[std::string(r.Text(i, 0))] = r.Text(i, 1);
   const std::string consumer = "jobs_consumer";
-  const std::string all = "jobs_consumer,jobs_monitor,jobs_publisher";
+  const std::string operator_role = "jobs_operator";
+  const std::string all = "jobs_consumer,jobs_monitor,jobs_operator,jobs_publisher";
   std::map<std::string, std::string> expected = {
       {"jobs.ack(bigint,integer)", consumer},
       {"jobs.ack(bigint[],integer[])", consumer},
@@ -179,7 +180,16 @@ TEST_F(PoisonTest, EveryFunctionIsExecutableOnlyByTheRolesItIsFor) {
       {"jobs.publish_bulk(jobs.bulk_job[])", "jobs_publisher"},
       {"jobs.finished_stats(bigint,double precision[],double precision[],double precision[])",
        "jobs_monitor"},
-      {"jobs.retry_delay(integer)", all},
+      {"jobs.cancel(bigint[])", operator_role},
+      {"jobs.cancel_requested(bigint)", consumer},
+      {"jobs.retry(bigint[])", operator_role},
+      {"jobs.reschedule(bigint[],timestamp with time zone)", operator_role},
+      {"jobs.pause(text)", operator_role},
+      {"jobs.resume(text)", operator_role},
+      {"jobs.prune(integer)", operator_role},
+      {"jobs.set_retention(text,interval)", operator_role},
+      {"jobs.maintain(interval,integer)", "jobs_consumer,jobs_operator"},
+      {"jobs.retry_delay(integer)", "jobs_consumer,jobs_monitor,jobs_publisher"},
       {"jobs.job_state(text,integer,timestamp with time zone,timestamp with time zone,timestamp "
        "with time zone)",
        all},

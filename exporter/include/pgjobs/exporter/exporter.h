@@ -74,6 +74,8 @@ class Exporter {
   void CollectFinished(http::Families& out);
   void CollectWorkers(http::Families& out);
   void CollectTables(http::Families& out);
+  void CollectRetention(http::Families& out);
+  void CollectPaused(http::Families& out);
   void CollectHealth(http::Families& out);
   void CollectCustom(const CustomMetric& metric, std::chrono::steady_clock::time_point deadline,
                      http::Families& out);

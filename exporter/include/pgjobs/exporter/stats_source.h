@@ -38,6 +38,14 @@ struct TableRow {
   std::optional<double> seconds_since_vacuum;
 };
 
+/// One row of jobs.stats_retention.
+struct RetentionRow {
+  std::string status;
+  std::optional<double> keep_seconds;  // nullopt: kept for ever
+  double pruned_total = 0;
+  double oldest_age_seconds = 0;  // 0 when none is kept
+};
+
 struct DatabaseHealth {
   std::optional<double> oldest_transaction_seconds;  // visible sessions only
   double oldest_xid_age = 0;
@@ -73,6 +81,9 @@ class StatsSource {
   /// (task, running jobs held by stale workers)
   std::vector<std::pair<std::string, double>> JobsOnStaleWorkers();
   std::vector<TableRow> Tables();
+  std::vector<RetentionRow> Retention();
+  /// Tasks whose jobs consume skips (jobs.pause).
+  std::vector<std::string> PausedTasks();
   DatabaseHealth Health();
   /// Runs a user-defined query under its own statement timeout.
   CustomResult Custom(const std::string& query, std::chrono::milliseconds timeout);
