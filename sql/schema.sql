@@ -683,6 +683,44 @@ END;
 
 COMMENT ON FUNCTION jobs.heartbeat(i_worker_id bigint) IS 'Records that the worker is alive; false when it is unknown or was unregistered. Role: jobs_consumer.';
 
+-- Name: job; Type: TABLE; Schema: jobs; Owner: -
+
+CREATE TABLE jobs.job (
+    job_id bigint NOT NULL,
+    task character varying NOT NULL,
+    arguments jsonb,
+    status text NOT NULL,
+    priority integer NOT NULL,
+    attempts integer NOT NULL,
+    max_retries integer NOT NULL,
+    timeout numeric(7,2) NOT NULL,
+    published_at timestamp with time zone NOT NULL,
+    scheduled_at timestamp with time zone NOT NULL,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone NOT NULL,
+    tracebacks jsonb,
+    finished_xid bigint DEFAULT ((pg_current_xact_id())::text)::bigint,
+    CONSTRAINT job_started_unless_cancelled CHECK (((started_at IS NOT NULL) OR (status = 'cancelled'::text))),
+    CONSTRAINT job_status_known CHECK ((status = ANY (ARRAY['success'::text, 'failure'::text, 'expired'::text, 'cancelled'::text])))
+);
+
+-- Name: job_arguments(bigint); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.job_arguments(i_job_id bigint) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    BEGIN ATOMIC
+ SELECT COALESCE(( SELECT q.arguments
+            FROM jobs.job_queue q
+           WHERE (q.job_id = job_arguments.i_job_id)), ( SELECT j.arguments
+            FROM jobs.job j
+           WHERE (j.job_id = job_arguments.i_job_id))) AS "coalesce";
+END;
+
+-- Name: FUNCTION job_arguments(i_job_id bigint); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.job_arguments(i_job_id bigint) IS 'The arguments of a queued or finished job; NULL when it has none or is unknown. Role: jobs_operator.';
+
 -- Name: job_state(text, integer, timestamp with time zone, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 
 CREATE FUNCTION jobs.job_state(status text, attempts integer, scheduled_at timestamp with time zone, expires_at timestamp with time zone, at timestamp with time zone) RETURNS text
@@ -1213,27 +1251,6 @@ CREATE VIEW jobs.expired AS
    FROM jobs."all"
   WHERE (("all".status = 'running'::text) AND ("all".state = 'expired'::text));
 
--- Name: job; Type: TABLE; Schema: jobs; Owner: -
-
-CREATE TABLE jobs.job (
-    job_id bigint NOT NULL,
-    task character varying NOT NULL,
-    arguments jsonb,
-    status text NOT NULL,
-    priority integer NOT NULL,
-    attempts integer NOT NULL,
-    max_retries integer NOT NULL,
-    timeout numeric(7,2) NOT NULL,
-    published_at timestamp with time zone NOT NULL,
-    scheduled_at timestamp with time zone NOT NULL,
-    started_at timestamp with time zone,
-    finished_at timestamp with time zone NOT NULL,
-    tracebacks jsonb,
-    finished_xid bigint DEFAULT ((pg_current_xact_id())::text)::bigint,
-    CONSTRAINT job_started_unless_cancelled CHECK (((started_at IS NOT NULL) OR (status = 'cancelled'::text))),
-    CONSTRAINT job_status_known CHECK ((status = ANY (ARRAY['success'::text, 'failure'::text, 'expired'::text, 'cancelled'::text])))
-);
-
 -- Name: job_id_seq; Type: SEQUENCE; Schema: jobs; Owner: -
 
 CREATE SEQUENCE jobs.job_id_seq
@@ -1476,6 +1493,31 @@ CREATE VIEW jobs.stats_workers AS
         END))))
   GROUP BY s.state;
 
+-- Name: worker_overview; Type: VIEW; Schema: jobs; Owner: -
+
+CREATE VIEW jobs.worker_overview AS
+ SELECT w.worker_id,
+    w.name,
+    w.host,
+    w.pid,
+    w.concurrency,
+    w.started_at,
+    w.heartbeat_at,
+    w.stopped_at,
+        CASE
+            WHEN (w.stopped_at IS NOT NULL) THEN 'stopped'::text
+            WHEN ((w.heartbeat_at + w.stale_after) >= clock_timestamp()) THEN 'alive'::text
+            ELSE 'stale'::text
+        END AS state,
+    ( SELECT count(*) AS count
+           FROM jobs.job_queue q
+          WHERE ((q.worker_id = w.worker_id) AND (q.status = 'running'::text))) AS running
+   FROM jobs.worker w;
+
+-- Name: VIEW worker_overview; Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON VIEW jobs.worker_overview IS 'Every registered worker: alive (beating), stale (silent past stale_after) or stopped (unregistered), with its running jobs. Role: jobs_monitor, jobs_operator.';
+
 -- Name: worker_worker_id_seq; Type: SEQUENCE; Schema: jobs; Owner: -
 
 ALTER TABLE jobs.worker ALTER COLUMN worker_id ADD GENERATED ALWAYS AS IDENTITY (
@@ -1664,6 +1706,11 @@ GRANT ALL ON FUNCTION jobs.finished_stats(i_after_xid bigint, i_wait_bounds doub
 REVOKE ALL ON FUNCTION jobs.heartbeat(i_worker_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION jobs.heartbeat(i_worker_id bigint) TO jobs_consumer;
 
+-- Name: FUNCTION job_arguments(i_job_id bigint); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.job_arguments(i_job_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.job_arguments(i_job_id bigint) TO jobs_operator;
+
 -- Name: FUNCTION job_state(status text, attempts integer, scheduled_at timestamp with time zone, expires_at timestamp with time zone, at timestamp with time zone); Type: ACL; Schema: jobs; Owner: -
 
 REVOKE ALL ON FUNCTION jobs.job_state(status text, attempts integer, scheduled_at timestamp with time zone, expires_at timestamp with time zone, at timestamp with time zone) FROM PUBLIC;
@@ -1811,6 +1858,7 @@ GRANT SELECT ON TABLE jobs.stats_published TO jobs_monitor;
 -- Name: TABLE stats_queue; Type: ACL; Schema: jobs; Owner: -
 
 GRANT SELECT ON TABLE jobs.stats_queue TO jobs_monitor;
+GRANT SELECT ON TABLE jobs.stats_queue TO jobs_operator;
 
 -- Name: TABLE stats_retention; Type: ACL; Schema: jobs; Owner: -
 
@@ -1824,3 +1872,8 @@ GRANT SELECT ON TABLE jobs.stats_tables TO jobs_monitor;
 -- Name: TABLE stats_workers; Type: ACL; Schema: jobs; Owner: -
 
 GRANT SELECT ON TABLE jobs.stats_workers TO jobs_monitor;
+
+-- Name: TABLE worker_overview; Type: ACL; Schema: jobs; Owner: -
+
+GRANT SELECT ON TABLE jobs.worker_overview TO jobs_monitor;
+GRANT SELECT ON TABLE jobs.worker_overview TO jobs_operator;

@@ -189,6 +189,7 @@ TEST_F(PoisonTest, EveryFunctionIsExecutableOnlyByTheRolesItIsFor) {
       {"jobs.prune(integer)", operator_role},
       {"jobs.set_retention(text,interval)", operator_role},
       {"jobs.maintain(interval,integer)", "jobs_consumer,jobs_operator"},
+      {"jobs.job_arguments(bigint)", operator_role},
       {"jobs.retry_delay(integer)", "jobs_consumer,jobs_monitor,jobs_publisher"},
       {"jobs.job_state(text,integer,timestamp with time zone,timestamp with time zone,timestamp "
        "with time zone)",

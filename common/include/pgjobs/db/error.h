@@ -52,6 +52,13 @@ class DbError : public Error {
   bool BadValue() const;
   /// The object is not in a state the call allows (see SqlStateTraits::wrong_state).
   bool WrongState() const;
+  /// The call names a function, table or column the database does not have: its schema is
+  /// older than the caller (undefined_function, undefined_table, undefined_column).
+  bool MissingObject() const {
+    return sqlstate_ == "42883" || sqlstate_ == "42P01" || sqlstate_ == "42703";
+  }
+  /// The role may not do this (insufficient_privilege).
+  bool PermissionDenied() const { return sqlstate_ == "42501"; }
   /// The connection broke during COMMIT: the transaction may or may not have committed, and the
   /// work must not be replayed blindly.
   bool CommitOutcomeUnknown() const { return connection_broken_ && statement_ == "commit"; }
