@@ -332,6 +332,108 @@ tasks:
             "period");
 }
 
+// jobs.cancel on running jobs: the worker sees the marks with its next heartbeat, kills the
+// command's process group and cancels the sql statement, and the jobs end as cancelled without
+// a retry; a job cancelled while it waits in the worker never starts.
+TEST_F(WorkerTest, CancelStopsRunningCommandAndSqlJobs) {
+  Sql("CREATE TABLE done (job_id bigint); GRANT ALL ON done TO PUBLIC");
+  Start(R"yaml(
+worker: {concurrency: 2, heartbeat_interval: 200ms}
+tasks:
+  long_command: {command: ["/bin/sh", "-c", "sleep 30; echo finished"]}
+  long_sql: {sql: "INSERT INTO done SELECT 1 FROM pg_sleep(30)"}
+)yaml");
+  const long long command_job = Int("SELECT jobs.publish('long_command', i_timeout => 60)");
+  const long long sql_job = Int("SELECT jobs.publish('long_sql', i_timeout => 60)");
+  WaitFor("SELECT count(*) FROM jobs.running", 2);
+  // Sleeping inside the command's shell: its process group must go with it.
+  WaitFor("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'INSERT INTO done%'", 1);
+  const auto start = Clock::now();
+  EXPECT_EQ(Int("SELECT count(*) FROM jobs.cancel(ARRAY[" + std::to_string(command_job) + ", " +
+                std::to_string(sql_job) + "])"),
+            2);
+  WaitFor("SELECT count(*) FROM jobs.job WHERE status = 'cancelled'", 2, 10);
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 3.0);
+  EXPECT_EQ(Text("SELECT string_agg(task || ': ' || attempts || ' ' || (tracebacks->-1->>'error'), "
+                 "' | ' ORDER BY task) FROM jobs.job"),
+            "long_command: 1 cancelled while running: cancelled: /bin/sh was killed "
+            "(jobs.cancel) | long_sql: 1 cancelled while running: cancelled: its statement was "
+            "cancelled (jobs.cancel)");
+  EXPECT_EQ(Int("SELECT count(*) FROM done"), 0);
+  EXPECT_EQ(Int("SELECT count(*) FROM jobs.job_queue"), 0);
+  // The pattern does not match pgrep's own command line.
+  std::string ps =
+      RunProcess({"/bin/sh", "-c", "pgrep -f 'sleep 3[0]; echo finished' || true"}).out;
+  EXPECT_EQ(ps, "") << "the command's processes outlived the cancel";
+  // The worker goes on working, and a second cancel works as the first.
+  const long long again = Int("SELECT jobs.publish('long_command', i_timeout => 60)");
+  WaitFor("SELECT count(*) FROM jobs.running", 1);
+  Sql("SELECT jobs.cancel(ARRAY[" + std::to_string(again) + "])");
+  WaitFor("SELECT count(*) FROM jobs.job WHERE status = 'cancelled'", 3, 10);
+}
+
+// One worker at a time runs the maintenance (the holder of an advisory lock); when it dies,
+// another takes over within its takeover period. A worker with maintenance off never does.
+TEST_F(WorkerTest, MaintenanceRunsOnOneWorkerAndMovesOnWhenItDies) {
+  Sql(R"sql(
+    INSERT INTO jobs.job (job_id, task, status, priority, attempts, max_retries, timeout,
+                          published_at, scheduled_at, started_at, finished_at)
+    VALUES (1000000, 't', 'success', 0, 1, 3, 60, now() - interval '9 days',
+            now() - interval '9 days', now() - interval '9 days', now() - interval '9 days');
+    SELECT jobs.register_worker('gone', 'h', 1, 1);
+    UPDATE jobs.worker SET heartbeat_at = now() - interval '2 hours' WHERE name = 'gone')sql");
+  const std::string body = R"yaml(
+worker: {concurrency: 1}
+maintenance: {interval: 200ms, takeover: 200ms}
+tasks:
+  t: {command: ["/bin/true"]}
+)yaml";
+  Start(body);
+  WaitFor("SELECT count(*) FROM jobs.job WHERE job_id = 1000000", 0);
+  WaitFor("SELECT count(*) FROM jobs.worker WHERE name = 'gone'", 0);
+
+  auto second = [&](const std::string& name, const std::string& yaml) {
+    std::ofstream(dir_ + "/" + name + ".yaml") << "database: {dsn: \"${TEST_DSN}\"}\n" << yaml;
+    return std::make_unique<BackgroundProcess>(
+        std::vector<std::string>{kBin, "--config.file=" + dir_ + "/" + name + ".yaml",
+                                 "--web.listen-address=127.0.0.1:0"},
+        std::vector<std::string>{"TEST_DSN=" + dsn_});
+  };
+  auto standby = second("standby", body);
+  auto off = second("off", R"yaml(
+worker: {concurrency: 1}
+maintenance: {enabled: false}
+tasks:
+  t: {command: ["/bin/true"]}
+)yaml");
+  ASSERT_TRUE(standby->WaitForOutput("msg=registered")) << standby->Output();
+  ASSERT_TRUE(off->WaitForOutput("msg=registered")) << off->Output();
+  auto leader_of = [](int port) {
+    return ParseMetrics(HttpGet(port, "/metrics").body)["pgjobs_worker_maintenance_leader"];
+  };
+  const int standby_port = standby->LoggedInt("ports");
+  const int off_port = off->LoggedInt("ports");
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  EXPECT_EQ(leader_of(port_), 1);
+  EXPECT_EQ(leader_of(standby_port), 0);
+  EXPECT_EQ(leader_of(off_port), 0);
+  auto m = Metrics();
+  EXPECT_GE(m["pgjobs_worker_maintenance_runs_total{result=\"ok\",step=\"prune\"}"], 2);
+  EXPECT_EQ(m["pgjobs_worker_maintenance_runs_total{result=\"error\",step=\"prune\"}"], 0);
+
+  worker_->Signal(SIGKILL);
+  worker_->Wait();
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  while (leader_of(standby_port) != 1 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(leader_of(standby_port), 1) << standby->Output();
+  EXPECT_EQ(leader_of(off_port), 0);
+  EXPECT_EQ(Int("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
+                "((classid::bigint << 32) | objid::bigint) = 7061021001"),
+            1);
+}
+
 TEST_F(WorkerTest, SigkillLosesNothing) {
   Start(R"yaml(
 worker: {concurrency: 1, poll_interval: 100ms}

@@ -255,6 +255,18 @@ TEST(ParseWorkerConfig, DefaultsLiveInOnePlace) {
       "worker: {prefetch: 0}\ntasks: {t: {sql: 'SELECT 1', batch: 1}}", "w.yaml", nullptr);
   EXPECT_EQ(pinned.prefetch, 0);
   EXPECT_EQ(pinned.tasks.at("t").sql_batch, 1);
+  EXPECT_TRUE(c.maintenance.enabled);
+  EXPECT_EQ(c.maintenance.interval, std::chrono::seconds(60));
+  EXPECT_EQ(c.maintenance.worker_retention, std::chrono::hours(1));
+  const WorkerConfig off = ParseWorkerConfig(
+      "maintenance: {enabled: false, interval: 5m, takeover: 2s, worker_retention: 1d, "
+      "prune_batch: 500}\ntasks: {t: {sql: 'SELECT 1'}}",
+      "w.yaml", nullptr);
+  EXPECT_FALSE(off.maintenance.enabled);
+  EXPECT_EQ(off.maintenance.interval, std::chrono::minutes(5));
+  EXPECT_EQ(off.maintenance.takeover, std::chrono::seconds(2));
+  EXPECT_EQ(off.maintenance.worker_retention, std::chrono::hours(24));
+  EXPECT_EQ(off.maintenance.prune_batch, 500);
 }
 
 TEST(ParseWorkerConfig, RefusesBadValuesWithWhereAndWhat) {
@@ -274,6 +286,11 @@ TEST(ParseWorkerConfig, RefusesBadValuesWithWhereAndWhat) {
             "w.yaml:1:37: tasks.t.pass_env: expected variable names, got 'A=B'");
   EXPECT_EQ(ConfigError("tasks: {t: {command: [x], sql: 'SELECT 1'}}"),
             "w.yaml:1:12: tasks.t: give only one of command, sql or http");
+  EXPECT_EQ(ConfigError("maintenance: {interval: 0s}"),
+            "w.yaml:1:25: maintenance.interval: expected a positive duration");
+  EXPECT_EQ(ConfigError("maintenance: {prune_batch: 0}"),
+            "w.yaml:1:28: maintenance.prune_batch: expected an integer from 1 to 1000000, got 0");
+  EXPECT_EQ(ConfigError("maintenance: {every: 1m}"), "w.yaml:1:15: maintenance.every: unknown key");
   EXPECT_EQ(ConfigError("metrics: {listen: '999.1.1.1:1'}"),
             "w.yaml:1:19: metrics.listen: listen address '999.1.1.1:1': expected an IP address "
             "such as 127.0.0.1 or [::1], or localhost, got '999.1.1.1'");

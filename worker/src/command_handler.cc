@@ -137,10 +137,15 @@ Outcome RunCommand(const std::vector<std::string>& argv,
   int status = 0;
   Clock::time_point linger_until;
   bool timed_out = false;
+  bool cancelled = false;
   for (;;) {
     const Clock::time_point deadline = shutdown.For(job.deadline);
     if (Clock::now() >= deadline) {
       timed_out = true;
+      break;
+    }
+    if (!exited && job.CancelRequested()) {
+      cancelled = true;
       break;
     }
     if (!exited && waitpid(pid, &status, WNOHANG) == pid) {
@@ -156,7 +161,8 @@ Outcome RunCommand(const std::vector<std::string>& argv,
     if (err_fd >= 0) fds[n++] = {err_fd, POLLIN, 0};
     if (exit_fd >= 0) fds[n++] = {exit_fd, POLLIN, 0};
     // Without a pidfd the exit is noticed by looking every 10 ms.
-    int wait_ms = MillisecondsUntil(deadline, exit_fd >= 0 || exited ? 1000 : 10);
+    // A cancel (jobs.cancel) is noticed within 250 ms.
+    int wait_ms = MillisecondsUntil(deadline, exit_fd >= 0 || exited ? 250 : 10);
     if (exited) wait_ms = std::min(wait_ms, MillisecondsUntil(linger_until, 1000));
     if (poll(fds, n, wait_ms) < 0 && errno != EINTR) break;
     for (nfds_t i = 0; i < n; ++i) {
@@ -186,6 +192,9 @@ Outcome RunCommand(const std::vector<std::string>& argv,
   // Whatever is left in its group goes: the command's own exit has decided.
   kill(-pid, SIGKILL);
   if (!exited) waitpid(pid, &status, 0);
+  if (cancelled) {
+    return Outcome::Failure("cancelled: " + argv[0] + " was killed (jobs.cancel)");
+  }
   if (timed_out) {
     return Outcome::Timeout("timeout: " + argv[0] + " ran past the job's timeout and was killed");
   }

@@ -1,5 +1,7 @@
 #include "completer.h"
 
+#include <algorithm>
+
 #include "backoff.h"
 #include "outcome.h"
 #include "safe_text.h"
@@ -70,6 +72,7 @@ void Completer::Run() {
       std::unique_lock<std::mutex> lock(mutex_);
       cv_.wait(lock, [this] { return !done_.empty() || executors_finished_; });
       if (done_.empty()) return;
+      batch.reserve(std::min(done_.size(), kMaxBatch));
       while (!done_.empty() && batch.size() < kMaxBatch) {
         batch.push_back(std::move(done_.front()));
         done_.pop_front();
@@ -85,6 +88,7 @@ void Completer::Run() {
 
 void Completer::Report(std::vector<Result>& batch) {
   std::vector<queue_sql::Report> reports;
+  reports.reserve(batch.size());
   bool acks = false;
   bool nacks = false;
   for (const Result& r : batch) {
@@ -184,8 +188,7 @@ void Completer::Report(std::vector<Result>& batch) {
   }
 }
 
-void Completer::Count(const std::vector<Result>& batch,
-                      const std::map<long long, queue_sql::Decision>* decided) {
+void Completer::Count(const std::vector<Result>& batch, const queue_sql::Decisions* decided) {
   bool retried = false;
   for (const Result& r : batch) {
     const std::string& task = r.taken.job.task;
@@ -197,8 +200,8 @@ void Completer::Count(const std::vector<Result>& batch,
       continue;
     } else if (decided == nullptr) {
       continue;  // not reported: the database decided nothing, and nothing is counted
-    } else if (auto it = decided->find(r.taken.job.id); it != decided->end()) {
-      decision = it->second;
+    } else if (const queue_sql::Decision* d = queue_sql::Find(*decided, r.taken.job.id)) {
+      decision = *d;
     } else {
       metrics_.LateResult(task);  // refused: the attempt had been reclaimed
       continue;

@@ -48,8 +48,7 @@ class Completer {
   // Counts what the database confirmed: what the sql handler committed, what it refused, and
   // what `decided` says of the results reported here (one missing from it was refused; with
   // `decided` null they were not reported and count for nothing).
-  void Count(const std::vector<Result>& batch,
-             const std::map<long long, queue_sql::Decision>* decided);
+  void Count(const std::vector<Result>& batch, const queue_sql::Decisions* decided);
   // False once retrying is no longer allowed (the shutdown's grace is over); else waits.
   bool WaitToRetry(std::chrono::milliseconds delay);
   void LogFailure(const std::string& what, const db::DbError& e, size_t jobs);

@@ -160,6 +160,21 @@ WorkerConfig ParseWorkerConfig(const std::string& text, const std::string& file,
   if (auto tasks = root.Map("tasks")) {
     for (auto& [name, task] : tasks->Entries()) c.tasks[name] = ParseTask(task, env);
   }
+  if (auto m = root.Map("maintenance")) {
+    WorkerConfig::Maintenance& mc = c.maintenance;
+    mc.enabled = m->Bool("enabled").value_or(mc.enabled);
+    mc.interval = m->Duration("interval").value_or(mc.interval);
+    mc.takeover = m->Duration("takeover").value_or(mc.takeover);
+    mc.worker_retention = m->Duration("worker_retention").value_or(mc.worker_retention);
+    mc.prune_batch =
+        static_cast<int>(m->Integer("prune_batch", 1, 1000000).value_or(mc.prune_batch));
+    if (mc.interval.count() <= 0) m->Fail("interval", "expected a positive duration");
+    if (mc.takeover.count() <= 0) m->Fail("takeover", "expected a positive duration");
+    if (mc.worker_retention.count() < 0) {
+      m->Fail("worker_retention", "expected a duration of 0 or more");
+    }
+    m->Finish();
+  }
   root.Finish();
   return c;
 }

@@ -112,6 +112,26 @@ WorkerMetrics::WorkerMetrics(const WorkerConfig& config, const std::vector<std::
                         .Help("Unix time of the last job this worker finished.")
                         .Register(*registry_)
                         .Add({});
+  maintenance_leader_ = &BuildGauge()
+                             .Name("pgjobs_worker_maintenance_leader")
+                             .Help(
+                                 "1 while this worker runs the maintenance (jobs.maintain) for "
+                                 "all workers of its database, else 0.")
+                             .Register(*registry_)
+                             .Add({});
+  auto* maintenance_family =
+      &BuildCounter()
+           .Name("pgjobs_worker_maintenance_runs_total")
+           .Help(
+               "Maintenance steps this worker ran as the leader, by step (expire, prune, "
+               "workers) and result (ok, error).")
+           .Register(*registry_);
+  for (const char* step : {"expire", "prune", "workers"}) {
+    for (const char* result : {"ok", "error"}) {
+      maintenance_runs_[{step, result}] =
+          &maintenance_family->Add({{"step", step}, {"result", result}});
+    }
+  }
   BuildGauge()
       .Name("pgjobs_worker_build_info")
       .Help("A metric with a constant '1' value labeled by version.")
@@ -202,6 +222,16 @@ void WorkerMetrics::Wakeup(const std::string& source) {
 void WorkerMetrics::InFlight(const std::string& task, double delta) {
   if (!enabled_) return;
   if (const TaskSeries* series = Series(task)) series->in_flight->Increment(delta);
+}
+
+void WorkerMetrics::MaintenanceLeader(bool leader) {
+  if (enabled_) maintenance_leader_->Set(leader ? 1 : 0);
+}
+
+void WorkerMetrics::MaintenanceRun(const std::string& step, bool ok) {
+  if (!enabled_) return;
+  auto it = maintenance_runs_.find({step, ok ? "ok" : "error"});
+  if (it != maintenance_runs_.end()) it->second->Increment();
 }
 
 void WorkerMetrics::Prefetch(int jobs) {

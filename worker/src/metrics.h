@@ -42,6 +42,11 @@ class WorkerMetrics {
   /// The jobs taken ahead of free executors now.
   void Prefetch(int jobs);
 
+  /// Whether this worker holds the maintenance lock now.
+  void MaintenanceLeader(bool leader);
+  /// One maintenance step (expire, prune, workers) the leader ran, and whether it succeeded.
+  void MaintenanceRun(const std::string& step, bool ok);
+
   /// Every family, for /metrics.
   http::Families Collect() const;
 
@@ -72,6 +77,8 @@ class WorkerMetrics {
   prometheus::Counter* busy_;
   prometheus::Gauge* prefetch_;
   prometheus::Gauge* last_finished_;
+  prometheus::Gauge* maintenance_leader_;
+  std::map<std::pair<std::string, std::string>, prometheus::Counter*> maintenance_runs_;
 };
 
 }  // namespace pgjobs::worker

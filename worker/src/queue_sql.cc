@@ -1,5 +1,6 @@
 #include "queue_sql.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace pgjobs::worker::queue_sql {
@@ -56,6 +57,14 @@ void Heartbeat(db::Connection& conn, long long worker_id) {
   conn.Query("heartbeat", "SELECT jobs.heartbeat($1::bigint)", {std::to_string(worker_id)});
 }
 
+std::vector<long long> CancelRequested(db::Connection& conn, long long worker_id) {
+  db::Result r = conn.Query("cancel requested", "SELECT jobs.cancel_requested($1::bigint)",
+                            {std::to_string(worker_id)});
+  std::vector<long long> out;
+  for (int i = 0; i < r.Rows(); ++i) out.push_back(r.Int(i, 0));
+  return out;
+}
+
 void Unregister(db::Connection& conn, long long worker_id) {
   conn.Query("unregister", "SELECT jobs.unregister_worker($1::bigint)",
              {std::to_string(worker_id)});
@@ -90,10 +99,18 @@ std::optional<double> SecondsUntilNextDue(db::Connection& conn, const std::strin
   return seconds;
 }
 
-std::map<long long, Decision> Complete(db::Connection& conn, const std::vector<Report>& reports) {
+const Decision* Find(const Decisions& decisions, long long job_id) {
+  auto it = std::lower_bound(decisions.begin(), decisions.end(), job_id,
+                             [](const auto& d, long long id) { return d.first < id; });
+  return it != decisions.end() && it->first == job_id ? &it->second : nullptr;
+}
+
+Decisions Complete(db::Connection& conn, const std::vector<Report>& reports) {
   std::vector<long long> ack_ids, nack_ids;
   std::vector<int> ack_attempts, nack_attempts;
   std::vector<std::string> tracebacks;
+  ack_ids.reserve(reports.size());
+  ack_attempts.reserve(reports.size());
   for (const Report& r : reports) {
     if (r.traceback) {
       nack_ids.push_back(r.job_id);
@@ -110,13 +127,15 @@ std::map<long long, Decision> Complete(db::Connection& conn, const std::vector<R
                  "$4::text[], $5::int[])",
                  {NumberArray(ack_ids), NumberArray(ack_attempts), NumberArray(nack_ids),
                   TextArray(tracebacks), NumberArray(nack_attempts)});
-  std::map<long long, Decision> out;
+  Decisions out;
+  out.reserve(static_cast<size_t>(rows.Rows()));
   for (int i = 0; i < rows.Rows(); ++i) {
     const std::string_view outcome = rows.Text(i, 1);
-    out[rows.Int(i, 0)] = outcome == "success" ? Decision::kSucceeded
-                          : outcome == "retry" ? Decision::kRetried
-                                               : Decision::kFailed;
+    out.emplace_back(rows.Int(i, 0), outcome == "success" ? Decision::kSucceeded
+                                     : outcome == "retry" ? Decision::kRetried
+                                                          : Decision::kFailed);
   }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   return out;
 }
 

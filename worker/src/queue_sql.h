@@ -23,6 +23,9 @@ long long Register(db::Connection& conn, const std::string& name, const std::str
                    int concurrency, std::chrono::milliseconds stale_after);
 /// Records that the worker is alive.
 void Heartbeat(db::Connection& conn, long long worker_id);
+
+/// The worker's running jobs that jobs.cancel marked.
+std::vector<long long> CancelRequested(db::Connection& conn, long long worker_id);
 /// Marks the worker stopped.
 void Unregister(db::Connection& conn, long long worker_id);
 
@@ -52,9 +55,13 @@ enum class Decision {
   kRetried,    ///< nacked: back in the queue for another attempt
   kFailed,     ///< nacked with no retry left: finished as a failure
 };
+/// What the database did with each reported job, sorted by job id; see Find.
+using Decisions = std::vector<std::pair<long long, Decision>>;
+/// The decision about `job_id`, or null when it was refused.
+const Decision* Find(const Decisions& decisions, long long job_id);
 /// Reports results in one round trip (jobs.complete). A job missing from the answer was refused:
 /// it no longer ran that attempt (reclaimed after its timeout).
-std::map<long long, Decision> Complete(db::Connection& conn, const std::vector<Report>& reports);
+Decisions Complete(db::Connection& conn, const std::vector<Report>& reports);
 
 /// The statements around a sql job's own: its time limit (the transaction's statement_timeout),
 /// and its ack, which commits with the work.

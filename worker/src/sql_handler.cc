@@ -1,5 +1,7 @@
 #include "sql_handler.h"
 
+#include <algorithm>
+
 #include "queue_sql.h"
 
 namespace pgjobs::worker {
@@ -19,7 +21,9 @@ void Failed(Result& r, const db::DbError& e, Part part) {
     return;
   }
   const std::string message = e.ServerMessage().empty() ? e.what() : e.ServerMessage();
-  if (e.TimedOut()) {
+  if (r.taken.job.CancelRequested() && e.TimedOut()) {
+    r.outcome = Outcome::Failure("cancelled: its statement was cancelled (jobs.cancel)");
+  } else if (e.TimedOut()) {
     r.outcome = Outcome::Timeout("timeout: " + message);
   } else if (part == Part::kStatement) {
     r.outcome = Outcome::Failure(message + " [SQLSTATE " + e.SqlState() + "]");
@@ -32,9 +36,9 @@ Outcome NoTimeLeft() { return Outcome::Timeout("timeout: no time left to run the
 
 }  // namespace
 
-void SqlCancels::Add(db::Connection* conn) {
+void SqlCancels::Add(db::Connection* conn, std::vector<const Job*> jobs) {
   std::lock_guard<std::mutex> lock(mutex_);
-  running_.insert(conn);
+  running_[conn] = std::move(jobs);
 }
 
 void SqlCancels::Remove(db::Connection* conn) {
@@ -44,7 +48,17 @@ void SqlCancels::Remove(db::Connection* conn) {
 
 void SqlCancels::CancelAll() {
   std::lock_guard<std::mutex> lock(mutex_);
-  for (db::Connection* conn : running_) conn->Cancel();
+  for (auto& [conn, flags] : running_) conn->Cancel();
+}
+
+void SqlCancels::CancelMarked() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& [conn, jobs] : running_) {
+    const bool all_marked =
+        !jobs.empty() &&
+        std::all_of(jobs.begin(), jobs.end(), [](const Job* j) { return j->CancelRequested(); });
+    if (all_marked) conn->Cancel();
+  }
 }
 
 SqlHandler::SqlHandler(db::ConnectOptions options, log::Logger& logger, const Shutdown& shutdown,
@@ -125,7 +139,9 @@ std::vector<Result> SqlHandler::Run(const std::vector<Taken>& jobs, const std::s
     if (sent.empty() && held.empty() && !after_failure) return results;
     if (batch) add(kNoJob, Part::kOther, {"commit", "COMMIT", {}});
     db::PipelineOutcome out;
-    cancels_.Add(conn);
+    std::vector<const Job*> running;
+    for (size_t j : sent) running.push_back(&jobs[j].job);
+    cancels_.Add(conn, std::move(running));
     try {
       out = conn->RunPipeline(statements);
     } catch (const db::DbError& e) {

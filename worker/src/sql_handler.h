@@ -1,8 +1,8 @@
 #pragma once
 
+#include <map>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -13,18 +13,24 @@
 
 namespace pgjobs::worker {
 
-/// The sql sessions running a job's statement now, so that the end of the shutdown grace can
-/// cancel them (a statement's own timeout was fixed before the shutdown began). Thread-safe.
+/// The sql sessions running jobs' statements now, so that the end of the shutdown grace can
+/// cancel them (a statement's own timeout was fixed before the shutdown began), and so can an
+/// operator's jobs.cancel. Thread-safe.
 class SqlCancels {
  public:
-  void Add(db::Connection* conn);
+  /// `conn` runs the statements of `jobs`.
+  void Add(db::Connection* conn, std::vector<const Job*> jobs);
   void Remove(db::Connection* conn);
   /// Cancels every statement running now; they roll back, and their jobs are nacked.
   void CancelAll();
+  /// Cancels the sessions whose every job was cancelled (jobs.cancel): their statements roll
+  /// back and the jobs end as cancelled. A job in a batch of several (quick jobs sharing one
+  /// transaction) finishes with its batch.
+  void CancelMarked();
 
  private:
   std::mutex mutex_;
-  std::set<db::Connection*> running_;
+  std::map<db::Connection*, std::vector<const Job*>> running_;
 };
 
 /// Runs the jobs of a sql task on a session of its own (one per executor): each job's statement

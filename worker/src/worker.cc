@@ -11,6 +11,7 @@
 #include "executor.h"
 #include "heartbeat.h"
 #include "http_handler.h"
+#include "maintenance.h"
 #include "metrics.h"
 #include "pgjobs/http/server.h"
 #include "routes.h"
@@ -132,6 +133,7 @@ void Worker::Run() {
   Completer completer(w.Options("completer"), metrics, w.logger, w.status, w.shutdown,
                       [&dispatcher] { dispatcher.Wake(); });
   SqlCancels cancels;
+  Cancellations cancellations(w.config.concurrency);
   {
     std::lock_guard<std::mutex> lock(w.running_mutex);
     w.queue = &queue;
@@ -142,17 +144,20 @@ void Worker::Run() {
   std::thread watchdog([&queue] { queue.Watch(); });
   std::vector<std::thread> executors;
   for (int i = 0; i < w.config.concurrency; ++i) {
-    executors.emplace_back([&] {
+    executors.emplace_back([&, i] {
       Executor(queue, w.handlers, w.sql_statements,
-               SqlHandler(w.Options("sql"), w.logger, w.shutdown, cancels), completer, metrics,
-               w.shutdown)
+               SqlHandler(w.Options("sql"), w.logger, w.shutdown, cancels), completer,
+               cancellations, i, metrics, w.shutdown)
           .Run();
     });
   }
   std::thread completer_thread([&completer] { completer.Run(); });
   std::thread heartbeat([&] {
     RunHeartbeat(w.Options("heartbeat"), w.config.heartbeat_interval, metrics, w.logger, w.status,
-                 w.shutdown);
+                 cancellations, cancels, w.shutdown);
+  });
+  std::thread maintenance([&] {
+    RunMaintenance(w.Options("maintenance"), w.config.maintenance, metrics, w.logger, w.shutdown);
   });
   dispatcher.Run();  // returns when the shutdown begins
 
@@ -180,6 +185,7 @@ void Worker::Run() {
   completer.ExecutorsFinished();
   completer_thread.join();
   heartbeat.join();
+  maintenance.join();
   {
     std::lock_guard<std::mutex> lock(w.running_mutex);
     w.queue = nullptr;

@@ -76,6 +76,19 @@ struct WorkerConfig {
   std::vector<double> end_to_end_buckets{0.01, 0.05, 0.1, 0.5, 1,    5,    10,   30,
                                          60,   120,  300, 600, 1800, 3600, 21600};
   std::map<std::string, TaskConfig> tasks;
+
+  /// Maintenance (jobs.maintain): run by one worker of all those with it enabled at a time,
+  /// the holder of an advisory lock; another takes over within `takeover` of its end.
+  struct Maintenance {
+    bool enabled = true;
+    std::chrono::milliseconds interval{60000};
+    /// How often a worker that is not the leader tries to become it.
+    std::chrono::milliseconds takeover{5000};
+    /// Workers gone (stopped, or silent) for longer than this are deleted.
+    std::chrono::milliseconds worker_retention{3600000};
+    /// Finished jobs deleted per transaction; a round repeats it until none is left to prune.
+    int prune_batch = 10000;
+  } maintenance;
 };
 
 /// Parses and validates the YAML in `text` (the contents of `file`), expanding ${VAR} with

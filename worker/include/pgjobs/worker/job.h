@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <string>
@@ -17,6 +18,16 @@ struct Job {
   int max_retries = 0;
   /// When the job's timeout runs out; a handler should give up by then.
   std::chrono::steady_clock::time_point deadline;
+  /// Where the worker marks the job cancelled while it runs (jobs.cancel; the worker reads the
+  /// marks with each heartbeat); read it with CancelRequested. Null outside a worker.
+  const std::atomic<long long>* cancel_mark = nullptr;
+
+  /// Whether an operator cancelled the job while it runs. A handler that can should stop and
+  /// return a failure: the job then ends as cancelled. One that returns a success anyway has
+  /// done the work: the job succeeds.
+  bool CancelRequested() const {
+    return cancel_mark != nullptr && cancel_mark->load(std::memory_order_relaxed) == id;
+  }
 };
 
 /// What a handler reports.

@@ -1,0 +1,107 @@
+#include "maintenance.h"
+
+#include <algorithm>
+#include <memory>
+
+#include "pgjobs/log/failure_log.h"
+#include "taken.h"
+
+namespace pgjobs::worker {
+namespace {
+
+std::string Interval(std::chrono::milliseconds d) {
+  return std::to_string(d.count()) + " milliseconds";
+}
+
+// One round as the leader. Throws db::DbError.
+void Round(db::Connection& conn, const WorkerConfig::Maintenance& config, WorkerMetrics& metrics,
+           log::Logger& logger, const Shutdown& shutdown) {
+  const std::string batch = std::to_string(config.prune_batch);
+  db::Result steps;
+  try {
+    steps = conn.Query("maintain", "SELECT step, n FROM jobs.maintain($1::interval, $2::int)",
+                       {Interval(config.worker_retention), batch});
+  } catch (const db::DbError&) {
+    for (const char* step : {"expire", "prune", "workers"}) metrics.MaintenanceRun(step, false);
+    throw;
+  }
+  long long pruned = 0;
+  log::Fields fields;
+  for (int i = 0; i < steps.Rows(); ++i) {
+    const std::string step(steps.Text(i, 0));
+    metrics.MaintenanceRun(step, true);
+    if (step == "prune") pruned = steps.Int(i, 1);
+    fields.emplace_back(step, std::string(steps.Text(i, 1)));
+  }
+  // A batch per transaction, so that no transaction holds many row locks or a long snapshot.
+  long long last = pruned;
+  while (last == config.prune_batch && !shutdown.Stopping()) {
+    try {
+      last = conn.Query("prune", "SELECT jobs.prune($1::int)", {batch}).Int(0, 0);
+    } catch (const db::DbError&) {
+      metrics.MaintenanceRun("prune", false);
+      throw;
+    }
+    pruned += last;
+    metrics.MaintenanceRun("prune", true);
+  }
+  for (auto& [key, value] : fields) {
+    if (key == "prune") value = std::to_string(pruned);
+  }
+  logger.Debug("maintenance round", fields);
+}
+
+}  // namespace
+
+void RunMaintenance(const db::ConnectOptions& options, const WorkerConfig::Maintenance& config,
+                    WorkerMetrics& metrics, log::Logger& logger, const Shutdown& shutdown) {
+  if (!config.enabled) return;
+  std::unique_ptr<db::Connection> conn;
+  bool leader = false;
+  auto set_leader = [&](bool now) {
+    if (now == leader) return;
+    leader = now;
+    metrics.MaintenanceLeader(leader);
+    if (leader) {
+      logger.Info("maintenance: this worker runs it now",
+                  {{"lock", std::to_string(kMaintenanceLockKey)}});
+    } else {
+      logger.Warn("maintenance: this worker no longer runs it");
+    }
+  };
+  metrics.MaintenanceLeader(false);
+  log::FailureLog failures;  // a database that stays down is logged once a minute
+  auto next_round = Clock::now();
+  do {
+    try {
+      if (!conn || !conn->IsOpen()) {
+        set_leader(false);
+        conn = std::make_unique<db::Connection>(options);
+      }
+      if (!leader) {
+        set_leader(conn->Query("maintenance lock", "SELECT pg_try_advisory_lock($1::bigint)",
+                               {std::to_string(kMaintenanceLockKey)})
+                       .Text(0, 0) == "t");
+        next_round = Clock::now();
+      }
+      if (leader && Clock::now() >= next_round) {
+        next_round = Clock::now() + config.interval;
+        Round(*conn, config, metrics, logger, shutdown);
+      }
+      if (failures.Succeeded("maintenance")) logger.Info("maintenance works again");
+    } catch (const db::DbError& e) {
+      if (const auto left_out = failures.Failed("maintenance", Clock::now())) {
+        log::Fields fields{{"err", e.what()}};
+        if (*left_out > 0) fields.emplace_back("failures_not_logged", std::to_string(*left_out));
+        logger.Warn("maintenance failed", fields);
+      }
+      if (conn && !conn->IsOpen()) {
+        conn.reset();  // the lock went with the session
+        set_leader(false);
+      }
+    }
+  } while (shutdown.Pause(leader ? std::max(Clock::duration::zero(), next_round - Clock::now())
+                                 : Clock::duration(config.takeover)));
+}
+
+}  // namespace pgjobs::worker
