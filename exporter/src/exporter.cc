@@ -246,6 +246,8 @@ void Exporter::CollectQueue(http::Families& out) {
     http::AddSample(running_age, {{"task", task}}, row.oldest_running);
     http::AddSample(overdue, {{"task", task}}, row.max_expired_overdue);
   }
+  queue_tasks_.clear();
+  for (const auto& [task, row] : by_label) queue_tasks_.insert(task);
   out.push_back(std::move(jobs));
   out.push_back(std::move(ready_age));
   out.push_back(std::move(running_age));
@@ -407,12 +409,13 @@ void Exporter::CollectRetention(http::Families& out) {
 
 void Exporter::CollectPaused(http::Families& out) {
   auto paused = http::Family("pgjobs_task_paused",
-                             "1 for each task paused with jobs.pause: its jobs wait until "
-                             "jobs.resume.",
+                             "1 for a task paused with jobs.pause (its jobs wait until "
+                             "jobs.resume), 0 for the other tasks in the queue.",
                              MetricType::Gauge);
-  std::set<std::string> labels;
-  for (const std::string& task : source_->PausedTasks()) labels.insert(labels_.Label(task));
-  for (const std::string& task : labels) http::AddSample(paused, {{"task", task}}, 1);
+  std::map<std::string, int> state;
+  for (const std::string& task : queue_tasks_) state[task] = 0;
+  for (const std::string& task : source_->PausedTasks()) state[labels_.Label(task)] = 1;
+  for (const auto& [task, value] : state) http::AddSample(paused, {{"task", task}}, value);
   out.push_back(std::move(paused));
 }
 

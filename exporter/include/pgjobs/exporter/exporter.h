@@ -98,6 +98,8 @@ class Exporter {
   double finished_resets_ = 0;
   std::map<std::pair<std::string, std::string>, double> finished_;  // (task, status) -> count
   std::map<std::string, TaskHistograms> histograms_;
+  // The task labels of the last queue collection: pgjobs_task_paused is 0 for those not paused.
+  std::set<std::string> queue_tasks_;
   std::map<std::string, CachedCustom> custom_cache_;
   ExporterConfig active_;  // the configuration the current collection runs with
 
