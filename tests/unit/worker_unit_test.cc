@@ -267,6 +267,7 @@ TEST(ParseWorkerConfig, DefaultsLiveInOnePlace) {
   EXPECT_EQ(off.maintenance.takeover, std::chrono::seconds(2));
   EXPECT_EQ(off.maintenance.worker_retention, std::chrono::hours(24));
   EXPECT_EQ(off.maintenance.prune_batch, 500);
+  EXPECT_DOUBLE_EQ(c.maintenance.prune_share, 0.2);
 }
 
 TEST(ParseWorkerConfig, RefusesBadValuesWithWhereAndWhat) {
@@ -290,6 +291,8 @@ TEST(ParseWorkerConfig, RefusesBadValuesWithWhereAndWhat) {
             "w.yaml:1:25: maintenance.interval: expected a positive duration");
   EXPECT_EQ(ConfigError("maintenance: {prune_batch: 0}"),
             "w.yaml:1:28: maintenance.prune_batch: expected an integer from 1 to 1000000, got 0");
+  EXPECT_EQ(ConfigError("maintenance: {prune_share: 0}"),
+            "w.yaml:1:28: maintenance.prune_share: expected a number above 0 and at most 1");
   EXPECT_EQ(ConfigError("maintenance: {every: 1m}"), "w.yaml:1:15: maintenance.every: unknown key");
   EXPECT_EQ(ConfigError("metrics: {listen: '999.1.1.1:1'}"),
             "w.yaml:1:19: metrics.listen: listen address '999.1.1.1:1': expected an IP address "

@@ -168,6 +168,12 @@ WorkerConfig ParseWorkerConfig(const std::string& text, const std::string& file,
     mc.worker_retention = m->Duration("worker_retention").value_or(mc.worker_retention);
     mc.prune_batch =
         static_cast<int>(m->Integer("prune_batch", 1, 1000000).value_or(mc.prune_batch));
+    if (m->Has("prune_share")) {
+      mc.prune_share = m->Number("prune_share").value_or(mc.prune_share);
+      if (!(mc.prune_share > 0 && mc.prune_share <= 1)) {
+        m->Fail("prune_share", "expected a number above 0 and at most 1");
+      }
+    }
     if (mc.interval.count() <= 0) m->Fail("interval", "expected a positive duration");
     if (mc.takeover.count() <= 0) m->Fail("takeover", "expected a positive duration");
     if (mc.worker_retention.count() < 0) {

@@ -35,7 +35,8 @@ void Round(db::Connection& conn, const WorkerConfig::Maintenance& config, Worker
   }
   // A batch per transaction, so that no transaction holds many row locks or a long snapshot.
   long long last = pruned;
-  while (last == config.prune_batch && !shutdown.Stopping()) {
+  while (last == config.prune_batch) {
+    const auto start = Clock::now();
     try {
       last = conn.Query("prune", "SELECT jobs.prune($1::int)", {batch}).Int(0, 0);
     } catch (const db::DbError&) {
@@ -44,6 +45,11 @@ void Round(db::Connection& conn, const WorkerConfig::Maintenance& config, Worker
     }
     pruned += last;
     metrics.MaintenanceRun("prune", true);
+    // At most prune_share of the time: pause for the rest.
+    const auto took = Clock::now() - start;
+    const auto pause =
+        std::chrono::duration_cast<Clock::duration>(took * (1 / config.prune_share - 1));
+    if (last == config.prune_batch && !shutdown.Pause(pause)) break;
   }
   for (auto& [key, value] : fields) {
     if (key == "prune") value = std::to_string(pruned);

@@ -88,6 +88,10 @@ struct WorkerConfig {
     std::chrono::milliseconds worker_retention{3600000};
     /// Finished jobs deleted per transaction; a round repeats it until none is left to prune.
     int prune_batch = 10000;
+    /// The share of its time a round may spend pruning: after each batch it pauses for as long
+    /// as the batch took times (1 / prune_share - 1), so that a large backlog of finished jobs
+    /// (after retention was first set, say) costs the queue little while it goes.
+    double prune_share = 0.2;
   } maintenance;
 };
 
