@@ -47,23 +47,32 @@ constexpr const char* kUsage =
     "Exit status: 0 done, 1 the database failed or refused, 2 bad arguments.\n";
 
 // Options that take a value, and those that do not.
-const std::set<std::string> kValued = {"--dsn",    "--output", "--task",  "--state",
-                                       "--status", "--limit",  "--since", "--at"};
-const std::set<std::string> kFlags = {"--yes", "--dry-run"};
+const std::set<std::string>& ValuedOptions() {
+  static const std::set<std::string> kValued = {"--dsn",    "--output", "--task",  "--state",
+                                                "--status", "--limit",  "--since", "--at"};
+  return kValued;
+}
+const std::set<std::string>& FlagOptions() {
+  static const std::set<std::string> kFlags = {"--yes", "--dry-run"};
+  return kFlags;
+}
 
 // The options each command accepts (besides --dsn and --output).
-const std::map<std::string, std::set<std::string>> kCommandOptions = {
-    {"stats", {}},
-    {"list", {"--task", "--state", "--status", "--limit"}},
-    {"show", {}},
-    {"retry", {"--task", "--status", "--since", "--yes"}},
-    {"cancel", {"--task", "--yes"}},
-    {"reschedule", {"--at"}},
-    {"pause", {}},
-    {"resume", {}},
-    {"prune", {"--dry-run"}},
-    {"workers", {}},
-};
+const std::map<std::string, std::set<std::string>>& CommandOptions() {
+  static const std::map<std::string, std::set<std::string>> kCommandOptions = {
+      {"stats", {}},
+      {"list", {"--task", "--state", "--status", "--limit"}},
+      {"show", {}},
+      {"retry", {"--task", "--status", "--since", "--yes"}},
+      {"cancel", {"--task", "--yes"}},
+      {"reschedule", {"--at"}},
+      {"pause", {}},
+      {"resume", {}},
+      {"prune", {"--dry-run"}},
+      {"workers", {}},
+  };
+  return kCommandOptions;
+}
 
 // A bad command line: exit status 2.
 struct UsageError {
@@ -77,8 +86,8 @@ struct Args {
   std::string dsn;
   bool json = false;
 
-  bool Has(const std::string& name) const { return options.contains(name); }
-  std::optional<std::string> Get(const std::string& name) const {
+  [[nodiscard]] bool Has(const std::string& name) const { return options.contains(name); }
+  [[nodiscard]] std::optional<std::string> Get(const std::string& name) const {
     auto it = options.find(name);
     return it == options.end() ? std::nullopt : std::optional<std::string>(it->second);
   }
@@ -99,10 +108,10 @@ Args Parse(int argc, char** argv) {
     if (arg.starts_with("--")) {
       const size_t eq = arg.find('=');
       const std::string name = arg.substr(0, eq);
-      if (kFlags.contains(name)) {
+      if (FlagOptions().contains(name)) {
         if (eq != std::string::npos) throw UsageError{name + " takes no value"};
         args.options[name] = "";
-      } else if (kValued.contains(name)) {
+      } else if (ValuedOptions().contains(name)) {
         std::string value;
         if (eq != std::string::npos) {
           value = arg.substr(eq + 1);
@@ -123,8 +132,8 @@ Args Parse(int argc, char** argv) {
     }
   }
   if (args.command.empty()) throw UsageError{"no command given"};
-  auto allowed = kCommandOptions.find(args.command);
-  if (allowed == kCommandOptions.end()) {
+  auto allowed = CommandOptions().find(args.command);
+  if (allowed == CommandOptions().end()) {
     throw UsageError{"unknown command '" + args.command + "'"};
   }
   for (const auto& [name, value] : args.options) {
@@ -200,10 +209,16 @@ void OneOf(const std::optional<std::string>& value, const std::string& what,
   throw UsageError{what + ": expected one of " + list + ", got '" + *value + "'"};
 }
 
-const std::vector<std::string> kStates = {"ready",   "scheduled", "retry_wait",
-                                          "running", "expired",   "finished"};
-const std::vector<std::string> kStatuses = {"pending", "running", "success",
-                                            "failure", "expired", "cancelled"};
+const std::vector<std::string>& States() {
+  static const std::vector<std::string> kStates = {"ready",   "scheduled", "retry_wait",
+                                                   "running", "expired",   "finished"};
+  return kStates;
+}
+const std::vector<std::string>& Statuses() {
+  static const std::vector<std::string> kStatuses = {"pending", "running", "success",
+                                                     "failure", "expired", "cancelled"};
+  return kStatuses;
+}
 
 // --- output ------------------------------------------------------------------------------------
 
@@ -239,18 +254,25 @@ std::string JsonString(std::string_view s) {
   return out + "\"";
 }
 
-// Columns printed as JSON numbers (or booleans for those named in kBooleans); others as strings.
-const std::set<std::string> kNumbers = {
-    "job_id",  "attempts", "max_retries", "ready",     "scheduled", "retry_wait", "running",
-    "expired", "pid",      "concurrency", "worker_id", "jobs",      "priority",   "timeout"};
-const std::set<std::string> kBooleans = {"paused"};
+// Columns printed as JSON numbers (or booleans for those named in BooleanColumns()); others as
+// strings.
+const std::set<std::string>& NumberColumns() {
+  static const std::set<std::string> kNumbers = {
+      "job_id",  "attempts", "max_retries", "ready",     "scheduled", "retry_wait", "running",
+      "expired", "pid",      "concurrency", "worker_id", "jobs",      "priority",   "timeout"};
+  return kNumbers;
+}
+const std::set<std::string>& BooleanColumns() {
+  static const std::set<std::string> kBooleans = {"paused"};
+  return kBooleans;
+}
 
 std::string JsonValue(const pgjobs::db::Result& r, int row, int column) {
   if (r.IsNull(row, column)) return "null";
   const std::string name = r.ColumnName(column);
   const std::string_view text = r.Text(row, column);
-  if (kNumbers.contains(name)) return std::string(text);
-  if (kBooleans.contains(name)) return text == "t" ? "true" : "false";
+  if (NumberColumns().contains(name)) return std::string(text);
+  if (BooleanColumns().contains(name)) return text == "t" ? "true" : "false";
   if (name == "arguments" || name == "tracebacks") return std::string(text);  // JSON already
   return JsonString(text);
 }
@@ -272,7 +294,7 @@ void PrintJson(const pgjobs::db::Result& r) {
 std::string Cell(const pgjobs::db::Result& r, int row, int column) {
   if (r.IsNull(row, column)) return "-";
   std::string s(r.Text(row, column));
-  if (kBooleans.contains(r.ColumnName(column))) return s == "t" ? "yes" : "no";
+  if (BooleanColumns().contains(r.ColumnName(column))) return s == "t" ? "yes" : "no";
   for (char& c : s) {
     if (c == '\n' || c == '\r' || c == '\t') c = ' ';
   }
@@ -370,8 +392,8 @@ int Stats(const Args& args, Connection& conn) {
 
 int List(const Args& args, Connection& conn) {
   NoPositional(args);
-  OneOf(args.Get("--state"), "--state", kStates);
-  OneOf(args.Get("--status"), "--status", kStatuses);
+  OneOf(args.Get("--state"), "--state", States());
+  OneOf(args.Get("--status"), "--status", Statuses());
   const long long limit = ParsePositive(args.Get("--limit").value_or("50"), "--limit", 100000);
   auto opt = [](const std::optional<std::string>& v) { return v; };
   Print(args, conn.Query("list", R"sql(
