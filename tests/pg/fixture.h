@@ -46,6 +46,19 @@ class PgTest : public ::testing::Test {
     ADD_FAILURE() << "expected an error from: " << sql;
     return db::DbError("no error", "", "", false);
   }
+  /// A new connection to the test database as `user` (a login role the test created).
+  db::Connection As(const std::string& user) {
+    return db::Connection(db::ConnectOptions{.dsn = dsn_ + " user=" + user});
+  }
+  /// "allowed" when `sql` runs on `conn`, else the SQLSTATE it raised.
+  static std::string Denied(db::Connection& conn, const std::string& sql) {
+    try {
+      conn.Query("probe", sql);
+    } catch (const db::DbError& e) {
+      return e.SqlState();
+    }
+    return "allowed";
+  }
   /// Moves a pending job's runnable time into the past, standing in for waiting out a backoff.
   void MakeRunnable(long long job_id) {
     Conn().Query("shift time",

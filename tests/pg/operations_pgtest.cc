@@ -213,17 +213,6 @@ class OperatorRoleTest : public PgTest {
         END IF;
       END $$)sql");
   }
-  db::Connection As(const std::string& user) {
-    return db::Connection(db::ConnectOptions{.dsn = dsn_ + " user=" + user});
-  }
-  static std::string Denied(db::Connection& conn, const std::string& sql) {
-    try {
-      conn.Query("probe", sql);
-    } catch (const db::DbError& e) {
-      return e.SqlState();
-    }
-    return "allowed";
-  }
 };
 
 TEST_F(OperatorRoleTest, OperatorControlsJobsButNeitherPublishesNorConsumes) {
