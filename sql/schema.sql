@@ -505,6 +505,64 @@ END $$;
 
 COMMENT ON FUNCTION jobs.count_pending_row() IS 'Internal: row trigger counting hand edits that move jobs into or out of pending.';
 
+-- Name: create_job_partitions(timestamp with time zone, integer); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.create_job_partitions(i_from timestamp with time zone DEFAULT NULL::timestamp with time zone, i_days integer DEFAULT 4) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET lock_timeout TO '100ms'
+    AS $$
+DECLARE
+    v_from timestamptz := coalesce(i_from, clock_timestamp());
+    v_before_until timestamptz := (SELECT p.before_14_until FROM jobs.job_partitioning p);
+    v_day timestamp;
+    v_lo timestamptz;
+    v_hi timestamptz;
+    v_name text;
+    v_created integer := 0;
+    v_status text;
+BEGIN
+    IF i_days IS NULL OR i_days < 1 OR i_days > 366 THEN
+        RAISE EXCEPTION 'jobs.create_job_partitions: i_days must be from 1 to 366, got %',
+            coalesce(i_days::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT isfinite(v_from) THEN
+        RAISE EXCEPTION 'jobs.create_job_partitions: i_from must be a finite time, got %', v_from
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR i IN 0 .. i_days - 1 LOOP
+        v_day := date_trunc('day', v_from AT TIME ZONE 'UTC') + make_interval(days => i);
+        v_name := 'job_day_' || to_char(v_day, 'YYYYMMDD');
+        v_lo := v_day AT TIME ZONE 'UTC';
+        v_hi := (v_day + interval '1 day') AT TIME ZONE 'UTC';
+        CONTINUE WHEN to_regclass('jobs.' || v_name) IS NOT NULL;
+        CONTINUE WHEN v_hi <= v_before_until;
+        v_lo := greatest(v_lo, v_before_until);
+        -- Jobs that landed in the default partition keep their day there.
+        CONTINUE WHEN EXISTS (SELECT 1 FROM jobs.job_default j
+                              WHERE j.status IN ('success', 'failure', 'expired', 'cancelled')
+                                AND j.finished_at >= v_lo AND j.finished_at < v_hi);
+        BEGIN
+            EXECUTE format('CREATE TABLE jobs.%I (LIKE jobs.job INCLUDING DEFAULTS '
+                           'INCLUDING CONSTRAINTS) PARTITION BY LIST (status)', v_name);
+            FOREACH v_status IN ARRAY ARRAY['success', 'failure', 'expired', 'cancelled'] LOOP
+                EXECUTE format('CREATE TABLE jobs.%I PARTITION OF jobs.%I FOR VALUES IN (%L)',
+                               v_name || '_' || v_status, v_name, v_status);
+            END LOOP;
+            EXECUTE format('ALTER TABLE jobs.job ATTACH PARTITION jobs.%I '
+                           'FOR VALUES FROM (%L) TO (%L)', v_name, v_lo, v_hi);
+            v_created := v_created + 1;
+        EXCEPTION WHEN lock_not_available THEN
+            EXIT;  -- the next call creates it
+        END;
+    END LOOP;
+    RETURN v_created;
+END $$;
+
+-- Name: FUNCTION create_job_partitions(i_from timestamp with time zone, i_days integer); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.create_job_partitions(i_from timestamp with time zone, i_days integer) IS 'Creates the day partitions of jobs.job (UTC days) for i_days days from i_from (default: now), except days that exist, lie before migration 14 or already have jobs in jobs.job_default; returns how many it created. Raises 22023 for i_days outside 1..366 or an infinite i_from. Role: jobs_operator.';
+
 -- Name: expire(); Type: FUNCTION; Schema: jobs; Owner: -
 
 CREATE FUNCTION jobs.expire() RETURNS integer
@@ -702,7 +760,12 @@ CREATE TABLE jobs.job (
     finished_xid bigint DEFAULT ((pg_current_xact_id())::text)::bigint,
     CONSTRAINT job_started_unless_cancelled CHECK (((started_at IS NOT NULL) OR (status = 'cancelled'::text))),
     CONSTRAINT job_status_known CHECK ((status = ANY (ARRAY['success'::text, 'failure'::text, 'expired'::text, 'cancelled'::text])))
-);
+)
+PARTITION BY RANGE (finished_at);
+
+-- Name: TABLE job; Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON TABLE jobs.job IS 'Finished jobs, partitioned by UTC day of finished_at and then by status (see migration 14).';
 
 -- Name: job_arguments(bigint); Type: FUNCTION; Schema: jobs; Owner: -
 
@@ -747,6 +810,9 @@ BEGIN
     step := 'expire';
     n := jobs.expire();
     RETURN NEXT;
+    step := 'partitions';
+    n := jobs.create_job_partitions(v_now, 4);
+    RETURN NEXT;
     step := 'prune';
     n := jobs.prune(i_prune_limit);
     RETURN NEXT;
@@ -766,7 +832,7 @@ END $$;
 
 -- Name: FUNCTION maintain(i_worker_retention interval, i_prune_limit integer); Type: COMMENT; Schema: jobs; Owner: -
 
-COMMENT ON FUNCTION jobs.maintain(i_worker_retention interval, i_prune_limit integer) IS 'One round of maintenance: reclaims expired jobs, prunes finished jobs past retention (at most i_prune_limit), and deletes workers gone for longer than i_worker_retention that hold no running job. Returns how many of each. The worker runs it on an interval (maintenance in its YAML); pg_cron may too. Role: jobs_operator.';
+COMMENT ON FUNCTION jobs.maintain(i_worker_retention interval, i_prune_limit integer) IS 'One round of maintenance: reclaims expired jobs, creates the day partitions of jobs.job for today and the next 3 days, prunes finished jobs past retention (at most i_prune_limit row by row; see jobs.prune), and deletes workers gone for longer than i_worker_retention that hold no running job. Returns how many of each. The worker runs it on an interval (maintenance in its YAML); pg_cron may too. Role: jobs_operator.';
 
 -- Name: nack(bigint[], text[], timestamp with time zone, integer[]); Type: FUNCTION; Schema: jobs; Owner: -
 
@@ -851,50 +917,138 @@ END $$;
 
 COMMENT ON FUNCTION jobs.pause(i_task text) IS 'Stops consume from taking jobs of i_task (running ones go on); true when it was not paused yet. Role: jobs_operator.';
 
+-- Name: prunable(); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.prunable() RETURNS TABLE(status text, jobs bigint)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    v_now timestamptz := clock_timestamp();
+    v_status text;
+    v_n bigint;
+    r record;
+BEGIN
+    FOR v_status IN SELECT t.status FROM jobs.retention t WHERE t.keep IS NOT NULL
+                    ORDER BY t.status LOOP
+        status := v_status;
+        jobs := 0;
+        FOR r IN SELECT p.table_name, p.before_at FROM jobs.prune_targets(v_now) p
+                 WHERE p.status = v_status LOOP
+            EXECUTE format('SELECT count(*) FROM jobs.%I j WHERE j.status = $1 '
+                           'AND ($2::timestamptz IS NULL OR j.finished_at < $2)', r.table_name)
+                INTO v_n USING v_status, r.before_at;
+            jobs := jobs + v_n;
+        END LOOP;
+        RETURN NEXT;
+    END LOOP;
+END $_$;
+
+-- Name: FUNCTION prunable(); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.prunable() IS 'Per status with a retention, how many finished jobs jobs.prune would remove now (without a limit). Role: jobs_operator.';
+
 -- Name: prune(integer); Type: FUNCTION; Schema: jobs; Owner: -
 
 CREATE FUNCTION jobs.prune(i_limit integer DEFAULT NULL::integer) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $$
+    SET lock_timeout TO '100ms'
+    AS $_$
 DECLARE
     v_now timestamptz := clock_timestamp();
     v_left bigint := i_limit;
     v_total bigint := 0;
     v_n bigint;
+    v_day text;
     r record;
 BEGIN
     IF i_limit < 1 THEN
         RAISE EXCEPTION 'jobs.prune: i_limit must be at least 1 (or NULL for no limit), got %',
             i_limit USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    FOR r IN SELECT t.status, t.keep FROM jobs.retention t WHERE t.keep IS NOT NULL
-             ORDER BY t.status LOOP
-        EXIT WHEN v_left IS NOT NULL AND v_left <= 0;
-        WITH gone AS (
-            DELETE FROM jobs.job j
-            WHERE j.ctid = ANY (ARRAY(
-                SELECT o.ctid FROM jobs.job o
-                WHERE o.status = r.status
-                  AND o.finished_at < v_now - greatest(r.keep, interval '5 minutes')
-                ORDER BY o.finished_at
-                LIMIT v_left))
-            RETURNING 1
-        )
-        SELECT count(*) INTO v_n FROM gone;
+    -- One pruner at a time: two would count a dropped partition twice.
+    IF NOT pg_try_advisory_xact_lock(7061021002) THEN
+        RETURN 0;
+    END IF;
+    FOR r IN SELECT * FROM jobs.prune_targets(v_now) LOOP
+        IF r.before_at IS NULL THEN
+            -- A whole day of a status: counted, then dropped, whatever i_limit (a drop costs
+            -- nothing per row). The day's table is locked first, so that no retry moves a job
+            -- out between the count and the drop.
+            v_day := substr(r.table_name, 1, 16);
+            BEGIN
+                EXECUTE format('LOCK TABLE jobs.%I IN ACCESS EXCLUSIVE MODE', v_day);
+                EXECUTE format('SELECT count(*) FROM jobs.%I', r.table_name) INTO v_n;
+                EXECUTE format('DROP TABLE jobs.%I', r.table_name);
+            EXCEPTION WHEN lock_not_available THEN
+                CONTINUE;  -- a reader holds the day: the next call drops it
+            END;
+        ELSE
+            CONTINUE WHEN v_left IS NOT NULL AND v_left <= 0;
+            -- ctid within one table: a ctid names a row only within its partition.
+            EXECUTE format(
+                'WITH gone AS (DELETE FROM jobs.%1$I j WHERE j.ctid = ANY (ARRAY('
+                '    SELECT o.ctid FROM jobs.%1$I o WHERE o.status = $1 AND o.finished_at < $2'
+                '    ORDER BY o.finished_at LIMIT $3)) RETURNING 1) SELECT count(*) FROM gone',
+                r.table_name)
+                INTO v_n USING r.status, r.before_at, v_left;
+            v_left := v_left - v_n;
+        END IF;
         IF v_n > 0 THEN
             INSERT INTO jobs.pruned_count AS c (status, n) VALUES (r.status, v_n)
             ON CONFLICT (status) DO UPDATE SET n = c.n + excluded.n;
         END IF;
         v_total := v_total + v_n;
-        v_left := v_left - v_n;
+    END LOOP;
+    -- Days with no status left. Dropping one locks jobs.job: acks wait for it, briefly.
+    FOR v_day IN SELECT p.day_table FROM jobs.job_partitions p
+                 GROUP BY p.day_table HAVING count(p.status_table) = 0 LOOP
+        BEGIN
+            EXECUTE format('DROP TABLE jobs.%I', v_day);
+        EXCEPTION WHEN lock_not_available THEN
+            CONTINUE;
+        END;
     END LOOP;
     RETURN v_total;
-END $$;
+END $_$;
 
 -- Name: FUNCTION prune(i_limit integer); Type: COMMENT; Schema: jobs; Owner: -
 
-COMMENT ON FUNCTION jobs.prune(i_limit integer) IS 'Deletes finished jobs past their status''s retention (never one finished in the last 5 minutes), oldest first, at most i_limit (NULL: all); returns how many. Raises 22023 for i_limit < 1. Role: jobs_operator.';
+COMMENT ON FUNCTION jobs.prune(i_limit integer) IS 'Removes finished jobs past their status''s retention (never one finished in the last 5 minutes) and returns how many: drops the day partitions of a status whose whole day is past it (so a job there is kept up to a day longer; see migration 14), and deletes, oldest first and at most i_limit (NULL: all), the jobs past it in jobs.job_default, jobs.job_before_14, and in day partitions when the retention is under a day. Raises 22023 for i_limit < 1. Role: jobs_operator.';
+
+-- Name: prune_targets(timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.prune_targets(i_now timestamp with time zone) RETURNS TABLE(table_name text, status text, before_at timestamp with time zone)
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    SELECT x.table_name, x.status, x.before_at FROM (
+        SELECT p.status_table AS table_name, p.status, NULL::timestamptz AS before_at,
+               0 AS pass, p.until_at AS at
+        FROM jobs.job_partitions p JOIN jobs.retention t ON t.status = p.status
+        WHERE t.keep IS NOT NULL
+          AND p.until_at <= i_now - greatest(t.keep, interval '5 minutes')
+        UNION ALL
+        SELECT r.name, t.status, i_now - greatest(t.keep, interval '5 minutes'), 1,
+               '-infinity'
+        FROM jobs.retention t
+        CROSS JOIN (VALUES ('job_before_14'), ('job_default')) AS r(name)
+        WHERE t.keep IS NOT NULL AND to_regclass('jobs.' || r.name) IS NOT NULL
+        UNION ALL
+        SELECT p.status_table, p.status, i_now - greatest(t.keep, interval '5 minutes'), 1,
+               p.from_at
+        FROM jobs.job_partitions p JOIN jobs.retention t ON t.status = p.status
+        WHERE t.keep < interval '1 day'
+          AND p.from_at < i_now - greatest(t.keep, interval '5 minutes')
+          AND p.until_at > i_now - greatest(t.keep, interval '5 minutes')
+    ) x
+    ORDER BY x.pass, x.status, x.at, x.table_name
+$$;
+
+-- Name: FUNCTION prune_targets(i_now timestamp with time zone); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.prune_targets(i_now timestamp with time zone) IS 'Internal: what jobs.prune removes at i_now: status partitions to drop whole (before_at NULL), and tables to delete from, row by row, the jobs of status finished before before_at.';
 
 -- Name: publish(character varying, jsonb, timestamp with time zone, numeric, integer, integer); Type: FUNCTION; Schema: jobs; Owner: -
 
@@ -1251,6 +1405,27 @@ CREATE VIEW jobs.expired AS
    FROM jobs."all"
   WHERE (("all".status = 'running'::text) AND ("all".state = 'expired'::text));
 
+-- Name: job_default; Type: TABLE; Schema: jobs; Owner: -
+
+CREATE TABLE jobs.job_default (
+    job_id bigint NOT NULL,
+    task character varying NOT NULL,
+    arguments jsonb,
+    status text NOT NULL,
+    priority integer NOT NULL,
+    attempts integer NOT NULL,
+    max_retries integer NOT NULL,
+    timeout numeric(7,2) NOT NULL,
+    published_at timestamp with time zone NOT NULL,
+    scheduled_at timestamp with time zone NOT NULL,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone NOT NULL,
+    tracebacks jsonb,
+    finished_xid bigint DEFAULT ((pg_current_xact_id())::text)::bigint,
+    CONSTRAINT job_started_unless_cancelled CHECK (((started_at IS NOT NULL) OR (status = 'cancelled'::text))),
+    CONSTRAINT job_status_known CHECK ((status = ANY (ARRAY['success'::text, 'failure'::text, 'expired'::text, 'cancelled'::text])))
+);
+
 -- Name: job_id_seq; Type: SEQUENCE; Schema: jobs; Owner: -
 
 CREATE SEQUENCE jobs.job_id_seq
@@ -1306,6 +1481,37 @@ UNION ALL
 -- Name: VIEW job_overview; Type: COMMENT; Schema: jobs; Owner: -
 
 COMMENT ON VIEW jobs.job_overview IS 'Every queued and finished job without its arguments: what the runbooks read. Role: jobs_monitor.';
+
+-- Name: job_partitioning; Type: TABLE; Schema: jobs; Owner: -
+
+CREATE TABLE jobs.job_partitioning (
+    one boolean DEFAULT true NOT NULL,
+    before_14_until timestamp with time zone,
+    CONSTRAINT job_partitioning_one_row CHECK (one)
+);
+
+-- Name: TABLE job_partitioning; Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON TABLE jobs.job_partitioning IS 'Internal: where jobs.job_before_14, the partition of the jobs finished before migration 14, ends.';
+
+-- Name: job_partitions; Type: VIEW; Schema: jobs; Owner: -
+
+CREATE VIEW jobs.job_partitions AS
+ SELECT (d.relname)::text AS day_table,
+    GREATEST(((to_date(substr((d.relname)::text, 9, 8), 'YYYYMMDD'::text))::timestamp without time zone AT TIME ZONE 'UTC'::text), p.before_14_until) AS from_at,
+    (((to_date(substr((d.relname)::text, 9, 8), 'YYYYMMDD'::text) + 1))::timestamp without time zone AT TIME ZONE 'UTC'::text) AS until_at,
+    (s.relname)::text AS status_table,
+    substr((s.relname)::text, 18) AS status
+   FROM ((((pg_inherits di
+     JOIN pg_class d ON ((d.oid = di.inhrelid)))
+     CROSS JOIN jobs.job_partitioning p)
+     LEFT JOIN pg_inherits si ON ((si.inhparent = d.oid)))
+     LEFT JOIN pg_class s ON ((s.oid = si.inhrelid)))
+  WHERE ((di.inhparent = ('jobs.job'::regclass)::oid) AND (d.relname ~ '^job_day_[0-9]{8}$'::text));
+
+-- Name: VIEW job_partitions; Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON VIEW jobs.job_partitions IS 'The day partitions of jobs.job (UTC days; the first may start later, where jobs.job_before_14 ends) and their status partitions; a day whose statuses were all dropped has one row with status NULL.';
 
 -- Name: paused_task; Type: TABLE; Schema: jobs; Owner: -
 
@@ -1478,7 +1684,16 @@ CREATE VIEW jobs.stats_tables AS
     pg_total_relation_size((s.relid)::regclass) AS total_bytes,
     EXTRACT(epoch FROM (clock_timestamp() - GREATEST(s.last_vacuum, s.last_autovacuum))) AS seconds_since_vacuum
    FROM pg_stat_user_tables s
-  WHERE ((s.schemaname = 'jobs'::name) AND (s.relname = ANY (ARRAY['job_queue'::name, 'job'::name])));
+  WHERE ((s.schemaname = 'jobs'::name) AND (s.relname = 'job_queue'::name))
+UNION ALL
+ SELECT 'job'::text AS table_name,
+    (sum(s.n_live_tup))::bigint AS live_tuples,
+    (sum(s.n_dead_tup))::bigint AS dead_tuples,
+    (COALESCE(sum(pg_total_relation_size((s.relid)::regclass)), (0)::numeric))::bigint AS total_bytes,
+    EXTRACT(epoch FROM (clock_timestamp() - max(GREATEST(s.last_vacuum, s.last_autovacuum)))) AS seconds_since_vacuum
+   FROM (pg_partition_tree('jobs.job'::regclass) t(relid, parentrelid, isleaf, level)
+     JOIN pg_stat_user_tables s ON ((s.relid = (t.relid)::oid)))
+  WHERE t.isleaf;
 
 -- Name: stats_workers; Type: VIEW; Schema: jobs; Owner: -
 
@@ -1529,14 +1744,18 @@ ALTER TABLE jobs.worker ALTER COLUMN worker_id ADD GENERATED ALWAYS AS IDENTITY 
     CACHE 1
 );
 
+-- Name: job_default; Type: TABLE ATTACH; Schema: jobs; Owner: -
+
+ALTER TABLE ONLY jobs.job ATTACH PARTITION jobs.job_default DEFAULT;
+
 -- Name: job_queue job_id; Type: DEFAULT; Schema: jobs; Owner: -
 
 ALTER TABLE ONLY jobs.job_queue ALTER COLUMN job_id SET DEFAULT nextval('jobs.job_id_seq'::regclass);
 
--- Name: job job_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
+-- Name: job_partitioning job_partitioning_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
 
-ALTER TABLE ONLY jobs.job
-    ADD CONSTRAINT job_pkey PRIMARY KEY (job_id);
+ALTER TABLE ONLY jobs.job_partitioning
+    ADD CONSTRAINT job_partitioning_pkey PRIMARY KEY (one);
 
 -- Name: job_queue job_queue_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
 
@@ -1575,7 +1794,27 @@ ALTER TABLE ONLY jobs.worker
 
 -- Name: job_finished_xid; Type: INDEX; Schema: jobs; Owner: -
 
-CREATE INDEX job_finished_xid ON jobs.job USING btree (finished_xid);
+CREATE INDEX job_finished_xid ON ONLY jobs.job USING btree (finished_xid);
+
+-- Name: job_default_finished_xid_idx; Type: INDEX; Schema: jobs; Owner: -
+
+CREATE INDEX job_default_finished_xid_idx ON jobs.job_default USING btree (finished_xid);
+
+-- Name: job_job_id; Type: INDEX; Schema: jobs; Owner: -
+
+CREATE INDEX job_job_id ON ONLY jobs.job USING btree (job_id);
+
+-- Name: job_default_job_id_idx; Type: INDEX; Schema: jobs; Owner: -
+
+CREATE INDEX job_default_job_id_idx ON jobs.job_default USING btree (job_id);
+
+-- Name: job_status_finished_at; Type: INDEX; Schema: jobs; Owner: -
+
+CREATE INDEX job_status_finished_at ON ONLY jobs.job USING btree (status, finished_at);
+
+-- Name: job_default_status_finished_at_idx; Type: INDEX; Schema: jobs; Owner: -
+
+CREATE INDEX job_default_status_finished_at_idx ON jobs.job_default USING btree (status, finished_at);
 
 -- Name: job_queue_pending_order; Type: INDEX; Schema: jobs; Owner: -
 
@@ -1589,9 +1828,17 @@ CREATE INDEX job_queue_pending_task ON jobs.job_queue USING btree (task, schedul
 
 CREATE INDEX job_queue_running_expiry ON jobs.job_queue USING btree (expires_at) WHERE (status = 'running'::text);
 
--- Name: job_status_finished_at; Type: INDEX; Schema: jobs; Owner: -
+-- Name: job_default_finished_xid_idx; Type: INDEX ATTACH; Schema: jobs; Owner: -
 
-CREATE INDEX job_status_finished_at ON jobs.job USING btree (status, finished_at);
+ALTER INDEX jobs.job_finished_xid ATTACH PARTITION jobs.job_default_finished_xid_idx;
+
+-- Name: job_default_job_id_idx; Type: INDEX ATTACH; Schema: jobs; Owner: -
+
+ALTER INDEX jobs.job_job_id ATTACH PARTITION jobs.job_default_job_id_idx;
+
+-- Name: job_default_status_finished_at_idx; Type: INDEX ATTACH; Schema: jobs; Owner: -
+
+ALTER INDEX jobs.job_status_finished_at ATTACH PARTITION jobs.job_default_status_finished_at_idx;
 
 -- Name: job_queue job_queue_count_delete_row; Type: TRIGGER; Schema: jobs; Owner: -
 
@@ -1687,6 +1934,11 @@ REVOKE ALL ON FUNCTION jobs.count_pending() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION jobs.count_pending_row() FROM PUBLIC;
 
+-- Name: FUNCTION create_job_partitions(i_from timestamp with time zone, i_days integer); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.create_job_partitions(i_from timestamp with time zone, i_days integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.create_job_partitions(i_from timestamp with time zone, i_days integer) TO jobs_operator;
+
 -- Name: FUNCTION expire(); Type: ACL; Schema: jobs; Owner: -
 
 REVOKE ALL ON FUNCTION jobs.expire() FROM PUBLIC;
@@ -1745,10 +1997,19 @@ GRANT ALL ON FUNCTION jobs.nack(i_job_id text, i_traceback text, i_schedule_at t
 REVOKE ALL ON FUNCTION jobs.pause(i_task text) FROM PUBLIC;
 GRANT ALL ON FUNCTION jobs.pause(i_task text) TO jobs_operator;
 
+-- Name: FUNCTION prunable(); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.prunable() FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.prunable() TO jobs_operator;
+
 -- Name: FUNCTION prune(i_limit integer); Type: ACL; Schema: jobs; Owner: -
 
 REVOKE ALL ON FUNCTION jobs.prune(i_limit integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION jobs.prune(i_limit integer) TO jobs_operator;
+
+-- Name: FUNCTION prune_targets(i_now timestamp with time zone); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.prune_targets(i_now timestamp with time zone) FROM PUBLIC;
 
 -- Name: FUNCTION publish(i_task character varying, i_arguments jsonb, i_scheduled_at timestamp with time zone, i_timeout numeric, i_priority integer, i_max_retries integer, OUT job_id bigint); Type: ACL; Schema: jobs; Owner: -
 
@@ -1830,6 +2091,11 @@ GRANT SELECT ON TABLE jobs.expired TO jobs_monitor;
 
 GRANT SELECT ON TABLE jobs.job_overview TO jobs_monitor;
 GRANT SELECT ON TABLE jobs.job_overview TO jobs_operator;
+
+-- Name: TABLE job_partitions; Type: ACL; Schema: jobs; Owner: -
+
+GRANT SELECT ON TABLE jobs.job_partitions TO jobs_monitor;
+GRANT SELECT ON TABLE jobs.job_partitions TO jobs_operator;
 
 -- Name: TABLE retention; Type: ACL; Schema: jobs; Owner: -
 

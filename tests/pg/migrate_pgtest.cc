@@ -100,6 +100,35 @@ TEST_F(MigrateTest, UpgradingToVersion8RepairsOrFinishesPoisonJobs) {
   EXPECT_EQ(Value("SELECT count(*) FROM jobs.consume(10)"), "3");
 }
 
+// Version 14 partitions jobs.job: the jobs finished before stay, in one partition for all time
+// before the upgrade, and are pruned row by row; the next ones go to the day's partitions.
+TEST_F(MigrateTest, UpgradingToVersion14KeepsTheHistoryInAPartitionOfItsOwn) {
+  migrate::Apply(*conn_, All(), 13);
+  conn_->Execute("history of version 13", R"sql(
+    SELECT jobs.publish('a') FROM generate_series(1, 3);
+    SELECT jobs.ack(job_id) FROM jobs.consume(3);
+    UPDATE jobs.job SET finished_at = now() - interval '8 days' WHERE job_id = 1;
+  )sql");
+  EXPECT_EQ(migrate::Apply(*conn_, All(), 14), (std::vector<int>{14}));
+  EXPECT_EQ(Value("SELECT string_agg(job_id || ':' || tableoid::regclass::text, ',' "
+                  "ORDER BY job_id) FROM jobs.job"),
+            "1:jobs.job_before_14,2:jobs.job_before_14,3:jobs.job_before_14");
+  conn_->Execute("work on version 14", R"sql(
+    SELECT jobs.publish('a');
+    SELECT jobs.ack(job_id) FROM jobs.consume(1);
+  )sql");
+  EXPECT_EQ(
+      Value("SELECT tableoid::regclass::text FROM jobs.job WHERE job_id = 4"),
+      "jobs.job_day_" + Value("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD')") + "_success");
+  EXPECT_EQ(Value("SELECT jobs.prune()"), "1");
+  EXPECT_EQ(Value("SELECT string_agg(job_id::text, ',' ORDER BY job_id) FROM jobs.job"), "2,3,4");
+  // Its size is that of all its partitions (the partitioned table itself has none).
+  EXPECT_EQ(Value("SELECT total_bytes = (SELECT sum(pg_total_relation_size(relid)) FROM "
+                  "pg_partition_tree('jobs.job')) AND total_bytes > 0 FROM jobs.stats_tables "
+                  "WHERE table_name = 'job'"),
+            "t");
+}
+
 TEST_F(MigrateTest, AFailingMigrationLeavesTheDatabaseAsItWas) {
   std::vector<migrate::Migration> broken = All();
   const int latest = static_cast<int>(All().size());

@@ -171,6 +171,69 @@ TEST_F(OperationsTest, ConsumeSkipsPausedTasksUntilResumed) {
   EXPECT_EQ(Refusal("SELECT jobs.pause(' ')").SqlState(), "22023");
 }
 
+TEST_F(OperationsTest, RetentionDropsWholeDaysOfAStatusAndCountsTheirJobs) {
+  // Finished jobs are partitioned by UTC day and status; history made here needs its days.
+  EXPECT_EQ(Int("SELECT jobs.create_job_partitions(now() - interval '12 days', 3)"), 3);
+  EXPECT_EQ(Int("SELECT jobs.create_job_partitions(now() - interval '12 days', 3)"), 0)
+      << "a day is created once";
+  Conn().Execute("history", R"sql(
+    INSERT INTO jobs.job (job_id, task, status, priority, attempts, max_retries, timeout,
+                          published_at, scheduled_at, started_at, finished_at)
+    SELECT g, 't', CASE WHEN g % 4 = 0 THEN 'failure' ELSE 'success' END, 0, 1, 3, 60,
+           a.at, a.at, a.at, a.at
+    FROM generate_series(1, 400) AS g,
+         LATERAL (SELECT date_trunc('day', now() - interval '11 days') + g * interval '1 min'
+                         AS at) AS a)sql");
+  const std::string day =
+      Value("SELECT 'job_day_' || to_char(now() - interval '11 days', 'YYYYMMDD')");
+  EXPECT_EQ(Value("SELECT string_agg(DISTINCT tableoid::regclass::text, ',') FROM jobs.job"),
+            "jobs." + day + "_failure,jobs." + day + "_success");
+  // Success is kept 7 days: its whole day goes, whatever the limit, and is counted; failures
+  // (30 days) stay. prunable says so first.
+  EXPECT_EQ(Value("SELECT string_agg(status || '=' || jobs, ',' ORDER BY status) "
+                  "FROM jobs.prunable()"),
+            "cancelled=0,expired=0,failure=0,success=300");
+  EXPECT_EQ(Int("SELECT jobs.prune(1)"), 300);
+  EXPECT_EQ(Int("SELECT count(*) FROM jobs.job"), 100);
+  EXPECT_EQ(Value("SELECT to_regclass('jobs." + day + "_success') IS NULL"), "t");
+  EXPECT_EQ(Value("SELECT string_agg(status || '=' || pruned_total, ',' ORDER BY status) "
+                  "FROM jobs.stats_retention"),
+            "cancelled=0,expired=0,failure=0,success=300");
+  // A day whose statuses are all gone goes too.
+  Conn().Execute("set",
+                 "SELECT jobs.set_retention(s, '10 days') FROM unnest(ARRAY["
+                 "'failure', 'expired', 'cancelled']) AS s");
+  EXPECT_EQ(Int("SELECT jobs.prune()"), 100);
+  EXPECT_EQ(Value("SELECT to_regclass('jobs." + day + "') IS NULL"), "t");
+  // Retry moves a job out of its partition; a job finished today lands in today's.
+  const long long id = Publish("t", "i_max_retries => 0");
+  ASSERT_EQ(ConsumeOne(Conn()), id);
+  Conn().Execute("nack", "SELECT jobs.nack(" + Id(id) + "::bigint, 'boom'::text)");
+  EXPECT_EQ(
+      Value("SELECT tableoid::regclass::text FROM jobs.job WHERE job_id = " + Id(id)),
+      "jobs.job_day_" + Value("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD')") + "_failure");
+  EXPECT_EQ(Value("SELECT string_agg(r::text, ',') FROM jobs.retry(ARRAY[" + Id(id) + "]) r"),
+            Id(id));
+  EXPECT_EQ(Int("SELECT count(*) FROM jobs.job"), 0);
+  EXPECT_EQ(Refusal("SELECT jobs.create_job_partitions(now(), 0)").SqlState(), "22023");
+  EXPECT_EQ(Refusal("SELECT jobs.create_job_partitions('infinity', 1)").SqlState(), "22023");
+}
+
+TEST_F(OperationsTest, ADayWhoseJobsLandedInTheDefaultPartitionStaysThere) {
+  // Maintenance was off: jobs of a day without a partition are in jobs.job_default, and the
+  // day is not created over them (which would fail); they are pruned row by row.
+  Conn().Execute("history", R"sql(
+    INSERT INTO jobs.job (job_id, task, status, priority, attempts, max_retries, timeout,
+                          published_at, scheduled_at, started_at, finished_at)
+    VALUES (1, 't', 'success', 0, 1, 3, 60, now() - interval '9 days',
+            now() - interval '9 days', now() - interval '9 days', now() - interval '9 days'))sql");
+  EXPECT_EQ(Value("SELECT tableoid::regclass::text FROM jobs.job"), "jobs.job_default");
+  EXPECT_EQ(Int("SELECT jobs.create_job_partitions(now() - interval '10 days', 3)"), 2);
+  EXPECT_EQ(Value("SELECT tableoid::regclass::text FROM jobs.job"), "jobs.job_default");
+  EXPECT_EQ(Int("SELECT jobs.prune()"), 1);
+  EXPECT_EQ(Int("SELECT count(*) FROM jobs.job"), 0);
+}
+
 TEST_F(OperationsTest, MaintainExpiresPrunesAndForgetsLongGoneWorkers) {
   const long long gone = Int("SELECT jobs.register_worker('gone', 'h', 1, 1)");
   const long long holding = Int("SELECT jobs.register_worker('holding', 'h', 2, 1)");
@@ -190,7 +253,7 @@ TEST_F(OperationsTest, MaintainExpiresPrunesAndForgetsLongGoneWorkers) {
             now() - interval '9 days', now() - interval '9 days', now() - interval '9 days'))sql");
   Conn().Execute("wait", "SELECT pg_sleep(0.1)");
   EXPECT_EQ(Value("SELECT string_agg(step || '=' || n, ',') FROM jobs.maintain()"),
-            "expire=1,prune=1,workers=1");
+            "expire=1,partitions=0,prune=1,workers=1");
   EXPECT_EQ(Value("SELECT string_agg(worker_id::text, ',' ORDER BY worker_id) FROM jobs.worker"),
             Id(holding) + "," + Id(alive));
   EXPECT_EQ(Refusal("SELECT * FROM jobs.maintain(NULL)").SqlState(), "22023");

@@ -187,6 +187,8 @@ TEST_F(PoisonTest, EveryFunctionIsExecutableOnlyByTheRolesItIsFor) {
       {"jobs.pause(text)", operator_role},
       {"jobs.resume(text)", operator_role},
       {"jobs.prune(integer)", operator_role},
+      {"jobs.create_job_partitions(timestamp with time zone,integer)", operator_role},
+      {"jobs.prunable()", operator_role},
       {"jobs.set_retention(text,interval)", operator_role},
       {"jobs.maintain(interval,integer)", "jobs_consumer,jobs_operator"},
       {"jobs.job_arguments(bigint)", operator_role},

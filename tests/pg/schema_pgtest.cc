@@ -41,7 +41,9 @@ std::string Normalized(const std::string& dump) {
 TEST(Schema, TheCommittedSnapshotIsWhatTheMigrationsBuild) {
   const std::string dsn = PgCluster::Shared().FreshDatabase();
   ProcessResult dump = RunProcess({PgCluster::Shared().BinDir() + "/pg_dump", "--schema-only",
-                                   "--schema=jobs", "--no-owner", "-d", dsn});
+                                   "--schema=jobs", "--no-owner",
+                                   // Day partitions are named by the day the migration ran.
+                                   "--exclude-table=jobs.job_day_*", "-d", dsn});
   ASSERT_EQ(dump.exit_code, 0) << dump.err;
   const std::string actual = Normalized(dump.out);
   const std::string path = std::string(PGJOBS_SOURCE_DIR) + "/sql/schema.sql";

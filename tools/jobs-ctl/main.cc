@@ -535,13 +535,9 @@ int Prune(const Args& args, Connection& conn) {
   NoPositional(args);
   if (args.Has("--dry-run")) {
     Print(args, conn.Query("prune dry run", R"sql(
-      SELECT r.status, r.keep::text AS keep, count(j.job_id) AS jobs
-      FROM jobs.retention r
-      LEFT JOIN jobs.job_overview j
-        ON j.state = 'finished' AND j.status = r.status
-       AND j.finished_at < clock_timestamp() - greatest(r.keep, interval '5 minutes')
-      WHERE r.keep IS NOT NULL
-      GROUP BY r.status, r.keep ORDER BY r.status)sql"));
+      SELECT r.status, r.keep::text AS keep, p.jobs
+      FROM jobs.prunable() p JOIN jobs.retention r ON r.status = p.status
+      ORDER BY r.status)sql"));
     return 0;
   }
   constexpr int kBatch = 10000;

@@ -22,7 +22,8 @@ void Round(db::Connection& conn, const WorkerConfig::Maintenance& config, Worker
     steps = conn.Query("maintain", "SELECT step, n FROM jobs.maintain($1::interval, $2::int)",
                        {Interval(config.worker_retention), batch});
   } catch (const db::DbError&) {
-    for (const char* step : {"expire", "prune", "workers"}) metrics.MaintenanceRun(step, false);
+    for (const char* step : {"expire", "partitions", "prune", "workers"})
+      metrics.MaintenanceRun(step, false);
     throw;
   }
   long long pruned = 0;
@@ -35,7 +36,7 @@ void Round(db::Connection& conn, const WorkerConfig::Maintenance& config, Worker
   }
   // A batch per transaction, so that no transaction holds many row locks or a long snapshot.
   long long last = pruned;
-  while (last == config.prune_batch) {
+  while (last >= config.prune_batch) {
     const auto start = Clock::now();
     try {
       last = conn.Query("prune", "SELECT jobs.prune($1::int)", {batch}).Int(0, 0);
@@ -49,7 +50,7 @@ void Round(db::Connection& conn, const WorkerConfig::Maintenance& config, Worker
     const auto took = Clock::now() - start;
     const auto pause =
         std::chrono::duration_cast<Clock::duration>(took * (1 / config.prune_share - 1));
-    if (last == config.prune_batch && !shutdown.Pause(pause)) break;
+    if (last >= config.prune_batch && !shutdown.Pause(pause)) break;
   }
   for (auto& [key, value] : fields) {
     if (key == "prune") value = std::to_string(pruned);
