@@ -370,6 +370,19 @@ tasks:
   WaitFor("SELECT count(*) FROM jobs.running", 1);
   Sql("SELECT jobs.cancel(ARRAY[" + std::to_string(again) + "])");
   WaitFor("SELECT count(*) FROM jobs.job WHERE status = 'cancelled'", 3, 10);
+  // Counted as what they became, not as the failures their handlers returned.
+  auto m = Metrics();
+  for (int i = 0;
+       i < 50 && m["pgjobs_worker_jobs_total{outcome=\"cancelled\",task=\"long_command\"}"] < 2;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    m = Metrics();
+  }
+  EXPECT_EQ(m["pgjobs_worker_jobs_total{outcome=\"cancelled\",task=\"long_command\"}"], 2);
+  EXPECT_EQ(m["pgjobs_worker_jobs_total{outcome=\"cancelled\",task=\"long_sql\"}"], 1);
+  EXPECT_EQ(m["pgjobs_worker_jobs_total{outcome=\"failure\",task=\"long_command\"}"], 0);
+  EXPECT_EQ(m["pgjobs_worker_jobs_total{outcome=\"failure\",task=\"long_sql\"}"], 0);
+  EXPECT_EQ(m["pgjobs_worker_jobs_dead_total{task=\"long_command\"}"], 0);
 }
 
 // One worker at a time runs the maintenance (the holder of an advisory lock); when it dies,

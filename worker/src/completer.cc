@@ -207,9 +207,11 @@ void Completer::Count(const std::vector<Result>& batch, const queue_sql::Decisio
       continue;
     }
     const bool again = decision == queue_sql::Decision::kRetried;
-    const bool dead = decision == queue_sql::Decision::kFailed;
+    // The database ends a marked job that did not succeed as cancelled, without a retry.
+    const bool cancelled = decision == queue_sql::Decision::kFailed && r.cancel_requested;
+    const bool dead = decision == queue_sql::Decision::kFailed && !cancelled;
     const bool final = !again;
-    metrics_.Finished(task, r.outcome.kind, r.run_seconds, again, dead,
+    metrics_.Finished(task, r.outcome.kind, r.run_seconds, again, dead, cancelled,
                       final ? std::optional<double>(r.taken.since_publish + Since(r.taken.started))
                             : std::nullopt);
     retried = retried || again;

@@ -43,6 +43,7 @@ std::vector<Result> Executor::RunJobs(std::vector<Taken> jobs) {
       for (Result& r : RunHandlers(to_run)) results.push_back(std::move(r));
     }
   }
+  for (Result& r : results) r.cancel_requested = r.taken.job.CancelRequested();
   cancellations_.Untrack(slot_);
   return results;
 }

@@ -28,7 +28,9 @@ WorkerMetrics::WorkerMetrics(const WorkerConfig& config, const std::vector<std::
   auto* jobs_family =
       &BuildCounter()
            .Name("pgjobs_worker_jobs_total")
-           .Help("Jobs this worker finished, by outcome (success, failure, timeout).")
+           .Help(
+               "Job attempts this worker finished, by outcome (success, failure, timeout, "
+               "cancelled).")
            .Register(*registry_);
   auto* duration_family = &BuildHistogram()
                                .Name("pgjobs_worker_job_duration_seconds")
@@ -123,10 +125,10 @@ WorkerMetrics::WorkerMetrics(const WorkerConfig& config, const std::vector<std::
       &BuildCounter()
            .Name("pgjobs_worker_maintenance_runs_total")
            .Help(
-               "Maintenance steps this worker ran as the leader, by step (expire, prune, "
-               "workers) and result (ok, error).")
+               "Maintenance steps this worker ran as the leader, by step (expire, partitions, "
+               "prune, workers) and result (ok, error).")
            .Register(*registry_);
-  for (const char* step : {"expire", "prune", "workers"}) {
+  for (const char* step : {"expire", "partitions", "prune", "workers"}) {
     for (const char* result : {"ok", "error"}) {
       maintenance_runs_[{step, result}] =
           &maintenance_family->Add({{"step", step}, {"result", result}});
@@ -152,6 +154,7 @@ WorkerMetrics::WorkerMetrics(const WorkerConfig& config, const std::vector<std::
       series.jobs[static_cast<size_t>(kind)] = &jobs_family->Add(labels);
       series.duration[static_cast<size_t>(kind)] = &duration_family->Add(labels, duration_buckets);
     }
+    series.cancelled = &jobs_family->Add({{"task", task}, {"outcome", "cancelled"}});
     series.wait = &wait_family->Add({{"task", task}}, config.wait_buckets);
     series.end_to_end = &end_to_end_family->Add({{"task", task}}, config.end_to_end_buckets);
     series.retries = &retries_family->Add({{"task", task}});
@@ -184,11 +187,12 @@ void WorkerMetrics::Started(const std::string& task, double wait_seconds) {
 }
 
 void WorkerMetrics::Finished(const std::string& task, Outcome::Kind kind, double run_seconds,
-                             bool retried, bool dead, std::optional<double> end_to_end) {
+                             bool retried, bool dead, bool cancelled,
+                             std::optional<double> end_to_end) {
   if (!enabled_) return;
   const TaskSeries* series = Series(task);
   if (series == nullptr) return;
-  series->jobs[static_cast<size_t>(kind)]->Increment();
+  (cancelled ? series->cancelled : series->jobs[static_cast<size_t>(kind)])->Increment();
   series->duration[static_cast<size_t>(kind)]->Observe(run_seconds);
   if (kind == Outcome::Kind::kTimeout) series->timeouts->Increment();
   if (retried) series->retries->Increment();

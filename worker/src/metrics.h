@@ -27,9 +27,11 @@ class WorkerMetrics {
   /// A job started: its pickup latency (seconds from runnable to started, the database's clock).
   void Started(const std::string& task, double wait_seconds);
   /// A result the database confirmed. `retried`: the job returns to the queue; `dead`: it
-  /// failed for good; `end_to_end`: seconds from publish to this final outcome (final only).
+  /// failed for good; `cancelled`: it ended as cancelled (jobs.cancel), counted as that outcome
+  /// rather than its handler's; `end_to_end`: seconds from publish to this final outcome (final
+  /// only).
   void Finished(const std::string& task, Outcome::Kind kind, double run_seconds, bool retried,
-                bool dead, std::optional<double> end_to_end);
+                bool dead, bool cancelled, std::optional<double> end_to_end);
   /// A result the database refused because the attempt had been reclaimed.
   void LateResult(const std::string& task);
   /// One database call and whether it failed.
@@ -55,6 +57,7 @@ class WorkerMetrics {
   // map lookup, not a label hash, a family lock and a bucket copy per metric.
   struct TaskSeries {
     std::array<prometheus::Counter*, 3> jobs;        // by Outcome::Kind
+    prometheus::Counter* cancelled;                  // outcome="cancelled"
     std::array<prometheus::Histogram*, 3> duration;  // by Outcome::Kind
     prometheus::Histogram* wait;
     prometheus::Histogram* end_to_end;

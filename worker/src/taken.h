@@ -35,6 +35,9 @@ struct Result {
   double run_seconds = 0;
   /// This job's share of its executor's busy time.
   double busy_seconds = 0;
+  /// jobs.cancel marked it while this worker held it: a failure then ends it as cancelled. Read
+  /// before the executor's slot moves on to other jobs, which clears the mark.
+  bool cancel_requested = false;
 };
 
 }  // namespace pgjobs::worker
