@@ -128,17 +128,18 @@ void Dispatcher::Run() {
 void Dispatcher::Idle(db::Connection& conn) {
   long long timeout_ms = config_.poll_interval.count();
   try {
-    // A NOTIFY that arrived while consume or the next-due look waited for its result is already
-    // in libpq's buffer, not on the socket: poll would sleep through it until the next poll.
+    if (auto due = queue_sql::SecondsUntilNextDue(conn, tasks_)) {
+      if (*due <= 0) return;  // already runnable
+      timeout_ms = std::min(timeout_ms, static_cast<long long>(std::ceil(*due * 1000.0)));
+    }
+    // A NOTIFY that arrived while consume or the look above waited for its result is in
+    // libpq's buffer, not on the socket: poll would sleep through it. Its job may have committed
+    // after the look's snapshot, so it is read here, after the look, right before the poll.
     bool pending = false;
     while (conn.NextNotification()) pending = true;
     if (pending) {
       metrics_.Wakeup("notify");
       return;
-    }
-    if (auto due = queue_sql::SecondsUntilNextDue(conn, tasks_)) {
-      if (*due <= 0) return;  // already runnable
-      timeout_ms = std::min(timeout_ms, static_cast<long long>(std::ceil(*due * 1000.0)));
     }
   } catch (const db::DbError&) {
     return;  // the next consume finds the connection broken and reconnects
