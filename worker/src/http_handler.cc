@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 
+#include "pgjobs/json_quote.h"
 #include "pgjobs/log/logger.h"
 #include "safe_text.h"
 
@@ -41,7 +42,7 @@ Outcome Post(const std::string& url, const std::vector<std::string>& headers, co
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return Outcome::Failure("cannot create an HTTP client");
   const std::string body =
-      "{\"job_id\":" + std::to_string(job.id) + ",\"task\":" + log::JsonQuote(job.task) +
+      "{\"job_id\":" + std::to_string(job.id) + ",\"task\":" + JsonQuote(job.task) +
       ",\"attempt\":" + std::to_string(job.attempt) + ",\"arguments\":" + job.arguments + "}";
   curl_slist* list = curl_slist_append(nullptr, "Content-Type: application/json");
   for (const std::string& h : headers) list = curl_slist_append(list, h.c_str());

@@ -3,6 +3,7 @@
 #include <ctime>
 
 #include "pgjobs/error.h"
+#include "pgjobs/json_quote.h"
 
 namespace pgjobs::log {
 namespace {
@@ -57,35 +58,6 @@ std::string LogfmtValue(std::string_view value) {
 }
 
 }  // namespace
-
-std::string JsonQuote(std::string_view value) {
-  std::string out = "\"";
-  for (char c : value) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
 
 Level ParseLevel(std::string_view text) {
   for (Level l : {Level::kDebug, Level::kInfo, Level::kWarn, Level::kError}) {

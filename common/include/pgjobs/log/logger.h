@@ -18,8 +18,6 @@ Level ParseLevel(std::string_view text);
 /// Parses "logfmt" or "json"; throws pgjobs::Error naming the bad value.
 Format ParseFormat(std::string_view text);
 
-/// `value` as a JSON string literal, quotes included; pure.
-std::string JsonQuote(std::string_view value);
 
 using Fields = std::vector<std::pair<std::string, std::string>>;
 
