@@ -17,6 +17,19 @@ CREATE TYPE jobs.bulk_job AS (
 	max_retries integer
 );
 
+-- Name: cron_spec; Type: TYPE; Schema: jobs; Owner: -
+
+CREATE TYPE jobs.cron_spec AS (
+	minutes integer[],
+	hours integer[],
+	days integer[],
+	months integer[],
+	weekdays integer[],
+	days_star boolean,
+	weekdays_star boolean,
+	hours_star boolean
+);
+
 -- Name: ack(bigint[], integer[]); Type: FUNCTION; Schema: jobs; Owner: -
 
 CREATE FUNCTION jobs.ack(i_job_ids bigint[], i_attempts integer[]) RETURNS TABLE(job_id bigint)
@@ -170,13 +183,17 @@ CREATE TABLE jobs.job_queue (
     tracebacks jsonb,
     worker_id bigint,
     cancel_requested_at timestamp with time zone,
+    unique_key text,
+    unique_while text,
     CONSTRAINT job_queue_max_retries_not_negative CHECK ((max_retries >= 0)),
     CONSTRAINT job_queue_running_has_times CHECK (((status <> 'running'::text) OR ((started_at IS NOT NULL) AND (expires_at IS NOT NULL)))),
     CONSTRAINT job_queue_scheduled_at_finite CHECK (isfinite(scheduled_at)),
     CONSTRAINT job_queue_status_known CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text]))),
     CONSTRAINT job_queue_task_valid CHECK (((btrim((task)::text, ' 	
 v'::text) <> ''::text) AND (char_length((task)::text) <= 200))),
-    CONSTRAINT job_queue_timeout_valid CHECK (((timeout > (0)::numeric) AND (timeout <> 'NaN'::numeric)))
+    CONSTRAINT job_queue_timeout_valid CHECK (((timeout > (0)::numeric) AND (timeout <> 'NaN'::numeric))),
+    CONSTRAINT job_queue_unique_key_with_while CHECK (((unique_key IS NULL) = (unique_while IS NULL))),
+    CONSTRAINT job_queue_unique_while_known CHECK ((unique_while = ANY (ARRAY['pending'::text, 'pending_or_running'::text])))
 )
 WITH (autovacuum_vacuum_scale_factor='0', autovacuum_vacuum_threshold='5000', autovacuum_vacuum_cost_delay='0', autovacuum_analyze_scale_factor='0', autovacuum_analyze_threshold='5000');
 
@@ -300,6 +317,67 @@ END $$;
 -- Name: FUNCTION check_tracebacks(i_call text, i_job_ids bigint[], i_tracebacks text[]); Type: COMMENT; Schema: jobs; Owner: -
 
 COMMENT ON FUNCTION jobs.check_tracebacks(i_call text, i_job_ids bigint[], i_tracebacks text[]) IS 'Internal: raises 22023 for a traceback over 16 KiB, naming the job.';
+
+-- Name: check_unique(text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.check_unique(i_what text, i_key text, i_while text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF i_key IS NOT NULL AND (i_key = '' OR char_length(i_key) > 1000) THEN
+        RAISE EXCEPTION '%: unique_key must be 1 to 1000 characters, got %', i_what,
+            CASE WHEN i_key = '' THEN 'an empty string'
+                 ELSE char_length(i_key) || ' characters' END
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF i_while IS NULL OR i_while NOT IN ('pending', 'pending_or_running') THEN
+        RAISE EXCEPTION '%: unique_while must be pending or pending_or_running, got %', i_what,
+            coalesce(quote_literal(i_while), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END $$;
+
+-- Name: FUNCTION check_unique(i_what text, i_key text, i_while text); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.check_unique(i_what text, i_key text, i_while text) IS 'Internal: raises 22023 naming i_what for a bad unique key or unique_while.';
+
+-- Name: claim_key(character varying, text, bigint); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.claim_key(i_task character varying, i_key text, i_job_id bigint) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_holder bigint;
+BEGIN
+    LOOP
+        INSERT INTO jobs.unique_claim (task, unique_key, job_id)
+        VALUES (i_task, i_key, i_job_id)
+        ON CONFLICT (task, unique_key) DO NOTHING;
+        IF FOUND THEN
+            RETURN NULL;
+        END IF;
+        -- Held, or stale: decide under the claim's lock, so that of two publishers meeting a
+        -- stale claim one takes it over and the other sees the first's job.
+        SELECT c.job_id INTO v_holder FROM jobs.unique_claim c
+        WHERE c.task = i_task AND c.unique_key = i_key FOR UPDATE;
+        CONTINUE WHEN NOT FOUND;  -- deleted meanwhile as stale: insert again
+        IF jobs.holds_key(v_holder, i_task, i_key) THEN
+            INSERT INTO jobs.dedup_count AS d (task, shard, n)
+            VALUES (i_task, pg_backend_pid() % 16, 1)
+            ON CONFLICT (task, shard) DO UPDATE SET n = d.n + 1;
+            RETURN v_holder;
+        END IF;
+        UPDATE jobs.unique_claim c SET job_id = i_job_id
+        WHERE c.task = i_task AND c.unique_key = i_key;
+        RETURN NULL;
+    END LOOP;
+END $$;
+
+-- Name: FUNCTION claim_key(i_task character varying, i_key text, i_job_id bigint); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.claim_key(i_task character varying, i_key text, i_job_id bigint) IS 'Internal: takes (i_task, i_key) for job i_job_id, or returns the id of the job that holds it (and counts a deduplicated publish).';
 
 -- Name: clear_pending_counts(); Type: FUNCTION; Schema: jobs; Owner: -
 
@@ -563,6 +641,258 @@ END $$;
 
 COMMENT ON FUNCTION jobs.create_job_partitions(i_from timestamp with time zone, i_days integer) IS 'Creates the day partitions of jobs.job (UTC days) for i_days days from i_from (default: now), except days that exist, lie before migration 14 or already have jobs in jobs.job_default; returns how many it created. Raises 22023 for i_days outside 1..366 or an infinite i_from. Role: jobs_operator.';
 
+-- Name: cron_field(text, text, integer, integer, text[]); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.cron_field(i_what text, i_text text, i_min integer, i_max integer, i_names text[] DEFAULT NULL::text[]) RETURNS integer[]
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    v_out integer[] := '{}';
+    v_part text;
+    v_range text;
+    v_step integer;
+    v_lo integer;
+    v_hi integer;
+    v_bounds text[];
+    v_name integer;
+BEGIN
+    IF i_text IS NULL OR i_text = '' THEN
+        RAISE EXCEPTION '%: empty field', i_what USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOREACH v_part IN ARRAY string_to_array(i_text, ',') LOOP
+        IF v_part !~ '^(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?$' THEN
+            RAISE EXCEPTION '%: % is not a value, range or step (such as 5, 1-5, */15 or MON-FRI)',
+                i_what, quote_literal(v_part) USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        v_range := split_part(v_part, '/', 1);
+        v_step := CASE WHEN strpos(v_part, '/') > 0
+                       THEN least(split_part(v_part, '/', 2)::numeric, 1000)::integer ELSE 1 END;
+        IF v_step < 1 THEN
+            RAISE EXCEPTION '%: step must be at least 1 in %', i_what, quote_literal(v_part)
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF v_range = '*' THEN
+            v_lo := i_min;
+            v_hi := i_max;
+        ELSE
+            v_bounds := string_to_array(v_range, '-');
+            FOR i IN 1 .. cardinality(v_bounds) LOOP
+                IF v_bounds[i] ~ '^[0-9]+$' THEN
+                    v_name := least(v_bounds[i]::numeric, 100000)::integer;
+                ELSE
+                    v_name := array_position(i_names, upper(v_bounds[i]));
+                    IF v_name IS NULL THEN
+                        RAISE EXCEPTION '%: unknown name % in %', i_what,
+                            quote_literal(v_bounds[i]), quote_literal(v_part)
+                            USING ERRCODE = 'invalid_parameter_value';
+                    END IF;
+                    v_name := v_name - 1 + i_min;
+                END IF;
+                IF v_name < i_min OR v_name > i_max THEN
+                    RAISE EXCEPTION '%: % is out of range %-% in %', i_what, v_bounds[i],
+                        i_min, i_max, quote_literal(v_part)
+                        USING ERRCODE = 'invalid_parameter_value';
+                END IF;
+                IF i = 1 THEN v_lo := v_name; END IF;
+                v_hi := v_name;
+            END LOOP;
+            IF strpos(v_part, '/') > 0 AND cardinality(v_bounds) = 1 THEN
+                v_hi := i_max;  -- 5/15: from 5 to the end, every 15
+            END IF;
+            IF v_lo > v_hi THEN
+                RAISE EXCEPTION '%: range % runs backwards', i_what, quote_literal(v_part)
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+        END IF;
+        v_out := v_out || ARRAY(SELECT generate_series(v_lo, v_hi, v_step));
+    END LOOP;
+    RETURN ARRAY(SELECT DISTINCT v FROM unnest(v_out) AS v ORDER BY v);
+END $_$;
+
+-- Name: FUNCTION cron_field(i_what text, i_text text, i_min integer, i_max integer, i_names text[]); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.cron_field(i_what text, i_text text, i_min integer, i_max integer, i_names text[]) IS 'Internal: the sorted values of one cron field; raises 22023 naming i_what.';
+
+-- Name: cron_next(text, text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.cron_next(i_cron text, i_zone text, i_after timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_spec jobs.cron_spec := jobs.cron_parse(i_cron);
+    v_day date;
+    v_last date;
+    v_best timestamptz;
+    v_dom_ok boolean;
+    v_dow_ok boolean;
+    v_instants timestamptz[];
+    v_at timestamptz;
+    v_local timestamp;
+    -- No clock moves by more than this in a jump: local times further before i_after's cannot
+    -- come after it.
+    v_from timestamp;
+    h integer;
+    m integer;
+BEGIN
+    BEGIN
+        PERFORM i_after AT TIME ZONE i_zone;
+        IF i_zone IS NULL THEN
+            RAISE invalid_parameter_value;
+        END IF;
+    EXCEPTION WHEN invalid_parameter_value THEN
+        RAISE EXCEPTION 'time zone % is not known (see pg_timezone_names, e.g. Europe/Berlin or UTC)',
+            coalesce(quote_literal(i_zone), 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END;
+    IF i_after IS NULL OR NOT isfinite(i_after) THEN
+        RAISE EXCEPTION 'cron_next: i_after must be a finite time, got %',
+            coalesce(i_after::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_day := (i_after AT TIME ZONE i_zone)::date - 1;
+    v_last := v_day + 366 * 5;
+    v_from := (i_after AT TIME ZONE i_zone) - interval '3 hours';
+    WHILE v_day <= v_last LOOP
+        v_dom_ok := extract(day FROM v_day)::integer = ANY (v_spec.days);
+        v_dow_ok := extract(dow FROM v_day)::integer = ANY (v_spec.weekdays);
+        -- Both day fields restricted: either matches. Otherwise both must (a * matches all).
+        v_dom_ok := CASE WHEN v_spec.days_star OR v_spec.weekdays_star
+                         THEN v_dom_ok AND v_dow_ok ELSE v_dom_ok OR v_dow_ok END;
+        IF v_dom_ok AND extract(month FROM v_day)::integer = ANY (v_spec.months) THEN
+            <<hours>>
+            FOREACH h IN ARRAY v_spec.hours LOOP
+                FOREACH m IN ARRAY v_spec.minutes LOOP
+                    v_local := v_day + make_time(h, m, 0);
+                    CONTINUE WHEN v_local < v_from;
+                    EXIT hours WHEN v_best IS NOT NULL
+                                    AND v_local > (v_best AT TIME ZONE i_zone) + interval '3 hours';
+                    v_instants := jobs.local_instants(v_local, i_zone);
+                    IF cardinality(v_instants) = 0 THEN
+                        -- Skipped by the clock: a fixed hour runs when the clock jumps.
+                        CONTINUE WHEN v_spec.hours_star;
+                        v_instants := ARRAY[jobs.gap_end(v_local, i_zone)];
+                    ELSIF NOT v_spec.hours_star THEN
+                        v_instants := v_instants[1:1];  -- a repeated hour: the first time
+                    END IF;
+                    FOREACH v_at IN ARRAY v_instants LOOP
+                        IF v_at > i_after AND (v_best IS NULL OR v_at < v_best) THEN
+                            v_best := v_at;
+                        END IF;
+                    END LOOP;
+                END LOOP;
+            END LOOP;
+            -- Days run in local order: once a day from i_after's on has a slot, no later day
+            -- has an earlier one (within a day, a repeated hour may reorder; all are compared).
+            EXIT WHEN v_best IS NOT NULL AND v_day >= (i_after AT TIME ZONE i_zone)::date;
+        END IF;
+        v_day := v_day + 1;
+    END LOOP;
+    RETURN v_best;
+END $$;
+
+-- Name: FUNCTION cron_next(i_cron text, i_zone text, i_after timestamp with time zone); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.cron_next(i_cron text, i_zone text, i_after timestamp with time zone) IS 'The first slot of cron expression i_cron in time zone i_zone after i_after (NULL when none in 5 years); daylight saving as cron does it (see migration 15). Raises 22023 for a bad expression or an unknown zone.';
+
+-- Name: cron_parse(text); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.cron_parse(i_cron text) RETURNS jobs.cron_spec
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_cron text := btrim(lower(coalesce(i_cron, '')));
+    v_fields text[];
+    v_spec jobs.cron_spec;
+BEGIN
+    v_cron := CASE v_cron
+        WHEN '@yearly' THEN '0 0 1 1 *' WHEN '@annually' THEN '0 0 1 1 *'
+        WHEN '@monthly' THEN '0 0 1 * *' WHEN '@weekly' THEN '0 0 * * 0'
+        WHEN '@daily' THEN '0 0 * * *' WHEN '@midnight' THEN '0 0 * * *'
+        WHEN '@hourly' THEN '0 * * * *' ELSE v_cron END;
+    v_fields := regexp_split_to_array(v_cron, '\s+');
+    IF v_cron = '' OR cardinality(v_fields) <> 5 THEN
+        RAISE EXCEPTION 'cron % must have 5 fields (minute hour day-of-month month day-of-week) or be one of @yearly, @monthly, @weekly, @daily, @hourly',
+            coalesce(quote_literal(i_cron), 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_spec.minutes := jobs.cron_field('minute field', v_fields[1], 0, 59);
+    v_spec.hours := jobs.cron_field('hour field', v_fields[2], 0, 23);
+    v_spec.days := jobs.cron_field('day-of-month field', v_fields[3], 1, 31);
+    v_spec.months := jobs.cron_field('month field', v_fields[4], 1, 12,
+        ARRAY['JAN', 'FEB', 'MAR', 'APR', 'MAY', 'JUN', 'JUL', 'AUG', 'SEP', 'OCT', 'NOV',
+              'DEC']);
+    v_spec.weekdays := ARRAY(SELECT DISTINCT d % 7 FROM unnest(jobs.cron_field(
+        'day-of-week field', v_fields[5], 0, 7,
+        ARRAY['SUN', 'MON', 'TUE', 'WED', 'THU', 'FRI', 'SAT'])) AS d ORDER BY 1);
+    v_spec.days_star := left(v_fields[3], 1) = '*';
+    v_spec.weekdays_star := left(v_fields[5], 1) = '*';
+    v_spec.hours_star := left(v_fields[2], 1) = '*';
+    RETURN v_spec;
+END $$;
+
+-- Name: FUNCTION cron_parse(i_cron text); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.cron_parse(i_cron text) IS 'Parses a 5-field cron expression (or @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly); raises 22023 saying which field is wrong and why. Pure.';
+
+-- Name: enqueue_schedules(interval, integer); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.enqueue_schedules(i_grace interval DEFAULT '00:05:00'::interval, i_run_all_limit integer DEFAULT 100) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_now timestamptz := clock_timestamp();
+    v_total bigint := 0;
+    v_slots timestamptz[];
+    v_slot timestamptz;
+    v_next timestamptz;
+    v_id bigint;
+    s record;
+BEGIN
+    -- Locked, so that concurrent callers (two maintenance rounds, pg_cron) never both publish a
+    -- slot: the slot advances in the transaction that publishes it.
+    FOR s IN SELECT * FROM jobs.schedules x WHERE x.next_slot <= v_now
+             ORDER BY x.next_slot FOR UPDATE SKIP LOCKED LOOP
+        v_slots := '{}';
+        v_next := s.next_slot;
+        WHILE v_next IS NOT NULL AND v_next <= v_now AND cardinality(v_slots) <= i_run_all_limit
+        LOOP
+            v_slots := v_slots || v_next;
+            v_next := jobs.cron_next(s.cron, s.timezone, v_next);
+        END LOOP;
+        -- Past the bound of run_all: the rest is skipped, up to now.
+        WHILE v_next IS NOT NULL AND v_next <= v_now LOOP
+            v_next := jobs.cron_next(s.cron, s.timezone, v_now);
+        END LOOP;
+        -- One slot due, less than i_grace ago: on time. Otherwise slots were missed, and the
+        -- policy says which to publish: the latest if on time (skip), the latest whatever its
+        -- age (run_once), all of them up to the bound (run_all).
+        v_slots := CASE
+            WHEN cardinality(v_slots) = 1 AND v_slots[1] >= v_now - i_grace THEN v_slots
+            WHEN s.missed = 'run_all' THEN v_slots[1:i_run_all_limit]
+            WHEN s.missed = 'run_once' THEN v_slots[cardinality(v_slots):]
+            ELSE ARRAY(SELECT t FROM unnest(v_slots[cardinality(v_slots):]) t
+                       WHERE t >= v_now - i_grace)
+            END;
+        FOREACH v_slot IN ARRAY ARRAY(SELECT t FROM unnest(v_slots) t ORDER BY t) LOOP
+            v_id := jobs.publish(s.task, s.arguments, i_unique_key =>
+                                 s.name || '@' || to_char(v_slot AT TIME ZONE 'UTC',
+                                                          'YYYY-MM-DD"T"HH24:MI:SS"Z"'));
+            v_total := v_total + 1;
+            UPDATE jobs.schedules x SET last_enqueued_at = v_now, last_enqueued_job_id = v_id
+            WHERE x.name = s.name;
+        END LOOP;
+        UPDATE jobs.schedules x
+        SET last_slot = greatest(x.last_slot, v_now), next_slot = v_next
+        WHERE x.name = s.name;
+    END LOOP;
+    RETURN v_total;
+END $$;
+
+-- Name: FUNCTION enqueue_schedules(i_grace interval, i_run_all_limit integer); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.enqueue_schedules(i_grace interval, i_run_all_limit integer) IS 'Publishes each schedule''s due slots, once whatever the number of callers. One slot due less than i_grace ago is on time and published; otherwise slots were missed (nothing enqueued for a while) and the schedule''s missed policy decides: skip publishes the latest only if it is on time, run_once publishes one job for the latest, run_all one for each, at most i_run_all_limit. Each job''s unique key is ''<name>@<slot in UTC>''. Returns how many jobs it published. Run by jobs.maintain and by the maintenance worker when a slot is due. Role: jobs_consumer, jobs_operator.';
+
 -- Name: expire(); Type: FUNCTION; Schema: jobs; Owner: -
 
 CREATE FUNCTION jobs.expire() RETURNS integer
@@ -706,6 +1036,56 @@ END $$;
 
 COMMENT ON FUNCTION jobs.finished_stats(i_after_xid bigint, i_wait_bounds double precision[], i_run_bounds double precision[], i_attempt_bounds double precision[]) IS 'Jobs finished since the watermark i_after_xid, each counted exactly once across calls: counts by task and status and histogram buckets of wait, run and attempts (see migration 2). Call first with NULL for the watermark row alone. Role: jobs_monitor.';
 
+-- Name: forget_stale_claims(); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.forget_stale_claims() RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_n bigint;
+BEGIN
+    WITH gone AS (
+        DELETE FROM jobs.unique_claim c
+        WHERE NOT jobs.holds_key(c.job_id, c.task, c.unique_key)
+        RETURNING 1
+    )
+    SELECT count(*) INTO v_n FROM gone;
+    RETURN v_n;
+END $$;
+
+-- Name: FUNCTION forget_stale_claims(); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.forget_stale_claims() IS 'Internal: deletes the unique-key claims of jobs that no longer hold their key; run by jobs.maintain.';
+
+-- Name: gap_end(timestamp without time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.gap_end(i_local timestamp without time zone, i_zone text) RETURNS timestamp with time zone
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_lo timestamptz := (i_local AT TIME ZONE 'UTC')
+                        - jobs.zone_offset((i_local AT TIME ZONE i_zone) + interval '6 hours',
+                                           i_zone);
+    v_hi timestamptz := (i_local AT TIME ZONE 'UTC')
+                        - jobs.zone_offset((i_local AT TIME ZONE i_zone) - interval '6 hours',
+                                           i_zone);
+    v_mid timestamptz;
+    v_before interval := jobs.zone_offset(v_lo, i_zone);
+BEGIN
+    -- The offset changes between v_lo and v_hi; find where, to the second.
+    WHILE v_hi - v_lo > interval '1 second' LOOP
+        v_mid := v_lo + (v_hi - v_lo) / 2;
+        IF jobs.zone_offset(v_mid, i_zone) = v_before THEN
+            v_lo := v_mid;
+        ELSE
+            v_hi := v_mid;
+        END IF;
+    END LOOP;
+    RETURN date_trunc('second', v_hi);
+END $$;
+
 -- Name: worker; Type: TABLE; Schema: jobs; Owner: -
 
 CREATE TABLE jobs.worker (
@@ -740,6 +1120,17 @@ END;
 -- Name: FUNCTION heartbeat(i_worker_id bigint); Type: COMMENT; Schema: jobs; Owner: -
 
 COMMENT ON FUNCTION jobs.heartbeat(i_worker_id bigint) IS 'Records that the worker is alive; false when it is unknown or was unregistered. Role: jobs_consumer.';
+
+-- Name: holds_key(bigint, character varying, text); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.holds_key(i_job_id bigint, i_task character varying, i_key text) RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    RETURN (EXISTS (SELECT 1 FROM jobs.job_queue q WHERE ((q.job_id = holds_key.i_job_id) AND ((q.task)::text = (holds_key.i_task)::text) AND (q.unique_key = holds_key.i_key) AND ((q.status = 'pending'::text) OR (q.unique_while = 'pending_or_running'::text)))));
+
+-- Name: FUNCTION holds_key(i_job_id bigint, i_task character varying, i_key text); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.holds_key(i_job_id bigint, i_task character varying, i_key text) IS 'Internal: whether job i_job_id is queued with i_key for i_task, pending (or running, when published with unique_while pending_or_running).';
 
 -- Name: job; Type: TABLE; Schema: jobs; Owner: -
 
@@ -794,6 +1185,28 @@ CREATE FUNCTION jobs.job_state(status text, attempts integer, scheduled_at times
 
 COMMENT ON FUNCTION jobs.job_state(status text, attempts integer, scheduled_at timestamp with time zone, expires_at timestamp with time zone, at timestamp with time zone) IS 'What a job in the queue is doing at a moment: ready, scheduled, retry_wait, running or expired. Pure.';
 
+-- Name: local_instants(timestamp without time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.local_instants(i_local timestamp without time zone, i_zone text) RETURNS timestamp with time zone[]
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_guess timestamptz := i_local AT TIME ZONE i_zone;
+    v_out timestamptz[] := '{}';
+    v_candidate timestamptz;
+BEGIN
+    FOREACH v_candidate IN ARRAY ARRAY[
+            (i_local AT TIME ZONE 'UTC') - jobs.zone_offset(v_guess - interval '6 hours', i_zone),
+            (i_local AT TIME ZONE 'UTC') - jobs.zone_offset(v_guess + interval '6 hours', i_zone)]
+    LOOP
+        IF (v_candidate AT TIME ZONE i_zone) = i_local AND NOT v_candidate = ANY (v_out) THEN
+            v_out := v_out || v_candidate;
+        END IF;
+    END LOOP;
+    RETURN ARRAY(SELECT t FROM unnest(v_out) AS t ORDER BY t);
+END $$;
+
 -- Name: maintain(interval, integer); Type: FUNCTION; Schema: jobs; Owner: -
 
 CREATE FUNCTION jobs.maintain(i_worker_retention interval DEFAULT '01:00:00'::interval, i_prune_limit integer DEFAULT 10000) RETURNS TABLE(step text, n bigint)
@@ -809,6 +1222,9 @@ BEGIN
     END IF;
     step := 'expire';
     n := jobs.expire();
+    RETURN NEXT;
+    step := 'schedules';
+    n := jobs.enqueue_schedules();
     RETURN NEXT;
     step := 'partitions';
     n := jobs.create_job_partitions(v_now, 4);
@@ -828,11 +1244,14 @@ BEGIN
     )
     SELECT count(*) INTO n FROM gone;
     RETURN NEXT;
+    step := 'unique_keys';
+    n := jobs.forget_stale_claims();
+    RETURN NEXT;
 END $$;
 
 -- Name: FUNCTION maintain(i_worker_retention interval, i_prune_limit integer); Type: COMMENT; Schema: jobs; Owner: -
 
-COMMENT ON FUNCTION jobs.maintain(i_worker_retention interval, i_prune_limit integer) IS 'One round of maintenance: reclaims expired jobs, creates the day partitions of jobs.job for today and the next 3 days, prunes finished jobs past retention (at most i_prune_limit row by row; see jobs.prune), and deletes workers gone for longer than i_worker_retention that hold no running job. Returns how many of each. The worker runs it on an interval (maintenance in its YAML); pg_cron may too. Role: jobs_operator.';
+COMMENT ON FUNCTION jobs.maintain(i_worker_retention interval, i_prune_limit integer) IS 'One round of maintenance: reclaims expired jobs, publishes the due slots of recurring jobs, creates the day partitions of jobs.job for today and the next 3 days, prunes finished jobs past retention (at most i_prune_limit row by row; see jobs.prune), deletes workers gone for longer than i_worker_retention that hold no running job, and forgets unique keys whose jobs no longer hold them. Returns how many of each. The worker runs it on an interval (maintenance in its YAML); pg_cron may too. Role: jobs_operator, jobs_consumer.';
 
 -- Name: nack(bigint[], text[], timestamp with time zone, integer[]); Type: FUNCTION; Schema: jobs; Owner: -
 
@@ -1050,28 +1469,44 @@ $$;
 
 COMMENT ON FUNCTION jobs.prune_targets(i_now timestamp with time zone) IS 'Internal: what jobs.prune removes at i_now: status partitions to drop whole (before_at NULL), and tables to delete from, row by row, the jobs of status finished before before_at.';
 
--- Name: publish(character varying, jsonb, timestamp with time zone, numeric, integer, integer); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish(character varying, jsonb, timestamp with time zone, numeric, integer, integer, text, text); Type: FUNCTION; Schema: jobs; Owner: -
 
-CREATE FUNCTION jobs.publish(i_task character varying, i_arguments jsonb DEFAULT NULL::jsonb, i_scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, i_timeout numeric DEFAULT NULL::numeric, i_priority integer DEFAULT NULL::integer, i_max_retries integer DEFAULT NULL::integer, OUT job_id bigint) RETURNS bigint
+CREATE FUNCTION jobs.publish(i_task character varying, i_arguments jsonb DEFAULT NULL::jsonb, i_scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, i_timeout numeric DEFAULT NULL::numeric, i_priority integer DEFAULT NULL::integer, i_max_retries integer DEFAULT NULL::integer, i_unique_key text DEFAULT NULL::text, i_unique_while text DEFAULT 'pending'::text, OUT job_id bigint) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
     v_now timestamptz := clock_timestamp();
+    v_holder bigint;
 BEGIN
     PERFORM jobs.check_job('jobs.publish', i_task, i_arguments, i_scheduled_at, i_timeout,
                            i_max_retries);
-    INSERT INTO jobs.job_queue (task, arguments, priority, max_retries, timeout, published_at,
-                                scheduled_at)
-    VALUES (i_task, i_arguments, coalesce(i_priority, 0), coalesce(i_max_retries, 3),
-            coalesce(i_timeout, 60), v_now, coalesce(i_scheduled_at, v_now))
-    RETURNING job_queue.job_id INTO job_id;
+    IF i_unique_key IS NULL THEN
+        INSERT INTO jobs.job_queue (task, arguments, priority, max_retries, timeout,
+                                    published_at, scheduled_at)
+        VALUES (i_task, i_arguments, coalesce(i_priority, 0), coalesce(i_max_retries, 3),
+                coalesce(i_timeout, 60), v_now, coalesce(i_scheduled_at, v_now))
+        RETURNING job_queue.job_id INTO job_id;
+    ELSE
+        PERFORM jobs.check_unique('jobs.publish', i_unique_key, i_unique_while);
+        job_id := nextval('jobs.job_id_seq');
+        v_holder := jobs.claim_key(i_task, i_unique_key, job_id);
+        IF v_holder IS NOT NULL THEN
+            job_id := v_holder;
+            RETURN;
+        END IF;
+        INSERT INTO jobs.job_queue (job_id, task, arguments, priority, max_retries, timeout,
+                                    published_at, scheduled_at, unique_key, unique_while)
+        VALUES (job_id, i_task, i_arguments, coalesce(i_priority, 0),
+                coalesce(i_max_retries, 3), coalesce(i_timeout, 60), v_now,
+                coalesce(i_scheduled_at, v_now), i_unique_key, i_unique_while);
+    END IF;
     PERFORM pg_notify('jobs', i_task);
 END $$;
 
--- Name: FUNCTION publish(i_task character varying, i_arguments jsonb, i_scheduled_at timestamp with time zone, i_timeout numeric, i_priority integer, i_max_retries integer, OUT job_id bigint); Type: COMMENT; Schema: jobs; Owner: -
+-- Name: FUNCTION publish(i_task character varying, i_arguments jsonb, i_scheduled_at timestamp with time zone, i_timeout numeric, i_priority integer, i_max_retries integer, i_unique_key text, i_unique_while text, OUT job_id bigint); Type: COMMENT; Schema: jobs; Owner: -
 
-COMMENT ON FUNCTION jobs.publish(i_task character varying, i_arguments jsonb, i_scheduled_at timestamp with time zone, i_timeout numeric, i_priority integer, i_max_retries integer, OUT job_id bigint) IS 'Queues one job and returns its job_id; NOTIFY jobs with the task. i_task: 1 to 200 characters, not blank. i_arguments: at most 1 MiB as jsonb. i_scheduled_at: when it becomes runnable (default now; finite). i_timeout: seconds, 0.01 to 99999.99 (default 60). i_priority: greater runs first (default 0). i_max_retries: >= 0 (default 3; at most max_retries + 1 runs). Raises 22023 naming the bad argument; a refused call queues nothing. Role: jobs_publisher.';
+COMMENT ON FUNCTION jobs.publish(i_task character varying, i_arguments jsonb, i_scheduled_at timestamp with time zone, i_timeout numeric, i_priority integer, i_max_retries integer, i_unique_key text, i_unique_while text, OUT job_id bigint) IS 'Queues one job and returns its job_id; NOTIFY jobs with the task. i_task: 1 to 200 characters, not blank. i_arguments: at most 1 MiB as jsonb. i_scheduled_at: when it becomes runnable (default now; finite). i_timeout: seconds, 0.01 to 99999.99 (default 60). i_priority: greater runs first (default 0). i_max_retries: >= 0 (default 3; at most max_retries + 1 runs). i_unique_key (1 to 1000 characters): while a job of the same task holds that key, queue nothing and return that job''s id; a job holds its key while pending (i_unique_while pending, the default) or while pending or running (pending_or_running). Raises 22023 naming the bad argument; a refused call queues nothing. Role: jobs_publisher.';
 
 -- Name: publish_bulk(jobs.bulk_job[]); Type: FUNCTION; Schema: jobs; Owner: -
 
@@ -1114,6 +1549,55 @@ END $$;
 -- Name: FUNCTION publish_bulk(i_jobs jobs.bulk_job[]); Type: COMMENT; Schema: jobs; Owner: -
 
 COMMENT ON FUNCTION jobs.publish_bulk(i_jobs jobs.bulk_job[]) IS 'Queues every element of i_jobs in one statement and returns one job_id per element, in order; NOTIFY jobs once per distinct task. Each element is checked as jobs.publish checks its arguments (timeout in whole seconds, 1 to 99999); the first bad element is named with 22023 and nothing is queued. Role: jobs_publisher.';
+
+-- Name: publish_bulk(jobs.bulk_job[], text[], text); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.publish_bulk(i_jobs jobs.bulk_job[], i_unique_keys text[], i_unique_while text DEFAULT 'pending'::text) RETURNS TABLE(job_id bigint)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_bad bigint;
+    j record;
+BEGIN
+    IF i_unique_keys IS NULL OR cardinality(i_unique_keys) <> cardinality(i_jobs) THEN
+        RAISE EXCEPTION 'jobs.publish_bulk: i_unique_keys must have one element per job (%), got %',
+            cardinality(i_jobs), coalesce(cardinality(i_unique_keys)::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Every element is checked before any is queued, as publish_bulk(i_jobs) does.
+    SELECT min(k.ord) INTO v_bad FROM unnest(i_unique_keys) WITH ORDINALITY AS k(key, ord)
+    WHERE k.key = '' OR char_length(k.key) > 1000;
+    IF v_bad IS NOT NULL THEN
+        PERFORM jobs.check_unique(format('jobs.publish_bulk: element %s', v_bad),
+                                  i_unique_keys[v_bad], i_unique_while);
+    END IF;
+    PERFORM jobs.check_unique('jobs.publish_bulk', NULL, i_unique_while);
+    SELECT min(e.ord) INTO v_bad
+    FROM unnest(i_jobs) WITH ORDINALITY AS e(task, arguments, scheduled_at, timeout, priority,
+                                             max_retries, ord)
+    WHERE e.task IS NULL OR btrim(e.task, E' \t\n\r\f\v') = '' OR char_length(e.task) > 200
+       OR pg_column_size(e.arguments) > 1048576 OR NOT isfinite(e.scheduled_at)
+       OR e.timeout <= 0 OR e.timeout > 99999 OR e.max_retries < 0;
+    IF v_bad IS NOT NULL THEN
+        PERFORM jobs.check_job(format('jobs.publish_bulk: element %s', v_bad), e.task,
+                               e.arguments, e.scheduled_at::timestamptz, e.timeout,
+                               e.max_retries)
+        FROM unnest(i_jobs[v_bad:v_bad]) AS e;
+    END IF;
+    FOR j IN SELECT e.*, i_unique_keys[e.ord] AS key
+             FROM unnest(i_jobs) WITH ORDINALITY AS e(task, arguments, scheduled_at, timeout,
+                                                      priority, max_retries, ord)
+             ORDER BY e.ord LOOP
+        job_id := jobs.publish(j.task, j.arguments, j.scheduled_at::timestamptz,
+                               j.timeout, j.priority, j.max_retries, j.key, i_unique_while);
+        RETURN NEXT;
+    END LOOP;
+END $$;
+
+-- Name: FUNCTION publish_bulk(i_jobs jobs.bulk_job[], i_unique_keys text[], i_unique_while text); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.publish_bulk(i_jobs jobs.bulk_job[], i_unique_keys text[], i_unique_while text) IS 'As publish_bulk(i_jobs), with a unique key per job (NULL for none) in i_unique_keys and one i_unique_while for all: returns one job_id per element, in order, the id of the job that holds the key where one does (see jobs.publish). Raises 22023 for arrays of different lengths or a bad element, naming it; a refused call queues nothing. Role: jobs_publisher.';
 
 -- Name: recount_pending(); Type: FUNCTION; Schema: jobs; Owner: -
 
@@ -1285,6 +1769,58 @@ CREATE FUNCTION jobs.retry_delay(attempts integer) RETURNS interval
 
 COMMENT ON FUNCTION jobs.retry_delay(attempts integer) IS 'The delay before retry number attempts: 2^attempts seconds, at most one hour. Pure.';
 
+-- Name: schedule(text, text, character varying, jsonb, text, text); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.schedule(i_name text, i_cron text, i_task character varying, i_arguments jsonb DEFAULT NULL::jsonb, i_timezone text DEFAULT 'UTC'::text, i_missed text DEFAULT 'run_once'::text) RETURNS timestamp with time zone
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_now timestamptz := clock_timestamp();
+    v_next timestamptz;
+BEGIN
+    IF i_name IS NULL OR btrim(i_name) = '' OR char_length(i_name) > 200 THEN
+        RAISE EXCEPTION 'jobs.schedule: i_name must be 1 to 200 characters, not blank, got %',
+            coalesce(quote_literal(i_name), 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF i_missed IS NULL OR i_missed NOT IN ('skip', 'run_once', 'run_all') THEN
+        RAISE EXCEPTION 'jobs.schedule: i_missed must be skip, run_once or run_all, got %',
+            coalesce(quote_literal(i_missed), 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM jobs.check_job('jobs.schedule', i_task, i_arguments, v_now, NULL, NULL);
+    BEGIN
+        v_next := jobs.cron_next(i_cron, i_timezone, v_now);
+    EXCEPTION WHEN invalid_parameter_value THEN
+        RAISE EXCEPTION 'jobs.schedule: %', SQLERRM USING ERRCODE = 'invalid_parameter_value';
+    END;
+    IF v_next IS NULL THEN
+        RAISE EXCEPTION 'jobs.schedule: cron % never matches (in the next 5 years)',
+            quote_literal(i_cron) USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- A schedule set again as it was keeps its place; a changed one starts from now.
+    INSERT INTO jobs.schedules AS s (name, cron, timezone, task, arguments, missed, last_slot,
+                                     next_slot, updated_at)
+    VALUES (i_name, i_cron, i_timezone, i_task, i_arguments, i_missed, v_now, v_next, v_now)
+    ON CONFLICT (name) DO UPDATE
+    SET cron = excluded.cron, timezone = excluded.timezone, task = excluded.task,
+        arguments = excluded.arguments, missed = excluded.missed,
+        last_slot = CASE WHEN (s.cron, s.timezone) = (excluded.cron, excluded.timezone)
+                         THEN s.last_slot ELSE excluded.last_slot END,
+        next_slot = CASE WHEN (s.cron, s.timezone) = (excluded.cron, excluded.timezone)
+                         THEN s.next_slot ELSE excluded.next_slot END,
+        updated_at = CASE WHEN (s.cron, s.timezone, s.task, s.arguments, s.missed)
+                               IS NOT DISTINCT FROM (excluded.cron, excluded.timezone,
+                                                     excluded.task, excluded.arguments,
+                                                     excluded.missed)
+                          THEN s.updated_at ELSE excluded.updated_at END
+    RETURNING s.next_slot INTO v_next;
+    RETURN v_next;
+END $$;
+
+-- Name: FUNCTION schedule(i_name text, i_cron text, i_task character varying, i_arguments jsonb, i_timezone text, i_missed text); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.schedule(i_name text, i_cron text, i_task character varying, i_arguments jsonb, i_timezone text, i_missed text) IS 'Creates or changes the recurring job i_name: publish i_task with i_arguments at each slot of cron expression i_cron (5 fields or @daily and the like) in time zone i_timezone (default UTC); i_missed says what to do with slots missed while nothing enqueued (skip; run_once, the default: one job for all of them; run_all: one job each, at most 100). Returns the next slot. Setting a schedule again as it is changes nothing; a changed cron or time zone starts from now. Raises 22023 naming the bad argument. Role: jobs_operator, jobs_consumer (the worker sets its YAML''s schedules).';
+
 -- Name: seconds_until_next_due(character varying[]); Type: FUNCTION; Schema: jobs; Owner: -
 
 CREATE FUNCTION jobs.seconds_until_next_due(i_tasks character varying[]) RETURNS double precision
@@ -1307,6 +1843,38 @@ END $$;
 -- Name: FUNCTION seconds_until_next_due(i_tasks character varying[]); Type: COMMENT; Schema: jobs; Owner: -
 
 COMMENT ON FUNCTION jobs.seconds_until_next_due(i_tasks character varying[]) IS 'Seconds until the earliest pending job of i_tasks (paused tasks left out) is runnable: <= 0 when one is now, NULL when none is pending; searched from this session''s floor (see migration 11). Role: jobs_consumer.';
+
+-- Name: schedules; Type: TABLE; Schema: jobs; Owner: -
+
+CREATE TABLE jobs.schedules (
+    name text NOT NULL,
+    cron text NOT NULL,
+    timezone text NOT NULL,
+    task character varying NOT NULL,
+    arguments jsonb,
+    missed text NOT NULL,
+    last_slot timestamp with time zone NOT NULL,
+    next_slot timestamp with time zone,
+    last_enqueued_at timestamp with time zone,
+    last_enqueued_job_id bigint,
+    updated_at timestamp with time zone NOT NULL,
+    CONSTRAINT schedules_missed_known CHECK ((missed = ANY (ARRAY['skip'::text, 'run_once'::text, 'run_all'::text])))
+);
+
+-- Name: TABLE schedules; Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON TABLE jobs.schedules IS 'Recurring jobs: set with jobs.schedule (and from the worker''s YAML), enqueued by jobs.enqueue_schedules.';
+
+-- Name: seconds_until_next_slot(); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.seconds_until_next_slot() RETURNS double precision
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    RETURN (SELECT date_part('epoch'::text, (min(s.next_slot) - clock_timestamp())) AS date_part FROM jobs.schedules s);
+
+-- Name: FUNCTION seconds_until_next_slot(); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.seconds_until_next_slot() IS 'Seconds until the next slot of any recurring job (<= 0: one is due; NULL: none scheduled): when the maintenance worker calls jobs.enqueue_schedules next. Role: jobs_consumer, jobs_operator.';
 
 -- Name: set_consume_floor(character varying[], timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 
@@ -1366,6 +1934,28 @@ END;
 
 COMMENT ON FUNCTION jobs.unregister_worker(i_worker_id bigint) IS 'Marks the worker stopped after a clean shutdown. Role: jobs_consumer.';
 
+-- Name: unschedule(text); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.unschedule(i_name text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    DELETE FROM jobs.schedules WHERE name = i_name;
+    RETURN FOUND;
+END $$;
+
+-- Name: FUNCTION unschedule(i_name text); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.unschedule(i_name text) IS 'Deletes the recurring job i_name (its queued jobs stay); true when it existed. Role: jobs_operator.';
+
+-- Name: zone_offset(timestamp with time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.zone_offset(i_at timestamp with time zone, i_zone text) RETURNS interval
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    RETURN ((i_at AT TIME ZONE i_zone) - (i_at AT TIME ZONE 'UTC'::text));
+
 -- Name: all; Type: VIEW; Schema: jobs; Owner: -
 
 CREATE VIEW jobs."all" AS
@@ -1384,6 +1974,18 @@ CREATE VIEW jobs."all" AS
     q.expires_at,
     q.tracebacks
    FROM jobs.job_queue q;
+
+-- Name: dedup_count; Type: TABLE; Schema: jobs; Owner: -
+
+CREATE TABLE jobs.dedup_count (
+    task character varying NOT NULL,
+    shard integer NOT NULL,
+    n bigint NOT NULL
+);
+
+-- Name: TABLE dedup_count; Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON TABLE jobs.dedup_count IS 'Publishes that queued nothing because their unique key was held, per task, in shards.';
 
 -- Name: expired; Type: VIEW; Schema: jobs; Owner: -
 
@@ -1577,6 +2179,18 @@ CREATE TABLE jobs.schema_migrations (
     applied_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL
 );
 
+-- Name: stats_deduplicated; Type: VIEW; Schema: jobs; Owner: -
+
+CREATE VIEW jobs.stats_deduplicated AS
+ SELECT d.task,
+    (sum(d.n))::bigint AS deduplicated_total
+   FROM jobs.dedup_count d
+  GROUP BY d.task;
+
+-- Name: VIEW stats_deduplicated; Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON VIEW jobs.stats_deduplicated IS 'Publishes that queued nothing because their unique key was held, per task, ever. Role: jobs_monitor.';
+
 -- Name: stats_jobs_on_stale_workers; Type: VIEW; Schema: jobs; Owner: -
 
 CREATE VIEW jobs.stats_jobs_on_stale_workers AS
@@ -1675,6 +2289,22 @@ CREATE VIEW jobs.stats_retention AS
 
 COMMENT ON VIEW jobs.stats_retention IS 'Per finished status: retention (NULL keeps for ever), jobs pruned ever, and the age of the oldest finished job kept (0 when none). Role: jobs_monitor.';
 
+-- Name: stats_schedules; Type: VIEW; Schema: jobs; Owner: -
+
+CREATE VIEW jobs.stats_schedules AS
+ SELECT s.name,
+    s.task,
+    s.cron,
+    s.timezone,
+    s.missed,
+    date_part('epoch'::text, s.last_enqueued_at) AS last_enqueued_seconds,
+    date_part('epoch'::text, s.next_slot) AS next_run_seconds
+   FROM jobs.schedules s;
+
+-- Name: VIEW stats_schedules; Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON VIEW jobs.stats_schedules IS 'Recurring jobs with when each last queued a job and when it next will (Unix seconds; NULL for never and none). Role: jobs_monitor.';
+
 -- Name: stats_tables; Type: VIEW; Schema: jobs; Owner: -
 
 CREATE VIEW jobs.stats_tables AS
@@ -1707,6 +2337,18 @@ CREATE VIEW jobs.stats_workers AS
             ELSE 'stale'::text
         END))))
   GROUP BY s.state;
+
+-- Name: unique_claim; Type: TABLE; Schema: jobs; Owner: -
+
+CREATE TABLE jobs.unique_claim (
+    task character varying NOT NULL,
+    unique_key text NOT NULL,
+    job_id bigint NOT NULL
+);
+
+-- Name: TABLE unique_claim; Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON TABLE jobs.unique_claim IS 'Which job holds each (task, unique_key); stale when that job no longer holds it (see migration 15).';
 
 -- Name: worker_overview; Type: VIEW; Schema: jobs; Owner: -
 
@@ -1752,6 +2394,11 @@ ALTER TABLE ONLY jobs.job ATTACH PARTITION jobs.job_default DEFAULT;
 
 ALTER TABLE ONLY jobs.job_queue ALTER COLUMN job_id SET DEFAULT nextval('jobs.job_id_seq'::regclass);
 
+-- Name: dedup_count dedup_count_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
+
+ALTER TABLE ONLY jobs.dedup_count
+    ADD CONSTRAINT dedup_count_pkey PRIMARY KEY (task, shard);
+
 -- Name: job_partitioning job_partitioning_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
 
 ALTER TABLE ONLY jobs.job_partitioning
@@ -1782,10 +2429,20 @@ ALTER TABLE ONLY jobs.pruned_count
 ALTER TABLE ONLY jobs.retention
     ADD CONSTRAINT retention_pkey PRIMARY KEY (status);
 
+-- Name: schedules schedules_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
+
+ALTER TABLE ONLY jobs.schedules
+    ADD CONSTRAINT schedules_pkey PRIMARY KEY (name);
+
 -- Name: schema_migrations schema_migrations_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
 
 ALTER TABLE ONLY jobs.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
+
+-- Name: unique_claim unique_claim_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
+
+ALTER TABLE ONLY jobs.unique_claim
+    ADD CONSTRAINT unique_claim_pkey PRIMARY KEY (task, unique_key);
 
 -- Name: worker worker_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
 
@@ -1827,6 +2484,14 @@ CREATE INDEX job_queue_pending_task ON jobs.job_queue USING btree (task, schedul
 -- Name: job_queue_running_expiry; Type: INDEX; Schema: jobs; Owner: -
 
 CREATE INDEX job_queue_running_expiry ON jobs.job_queue USING btree (expires_at) WHERE (status = 'running'::text);
+
+-- Name: schedules_next_slot; Type: INDEX; Schema: jobs; Owner: -
+
+CREATE INDEX schedules_next_slot ON jobs.schedules USING btree (next_slot);
+
+-- Name: unique_claim_job_id; Type: INDEX; Schema: jobs; Owner: -
+
+CREATE INDEX unique_claim_job_id ON jobs.unique_claim USING btree (job_id);
 
 -- Name: job_default_finished_xid_idx; Type: INDEX ATTACH; Schema: jobs; Owner: -
 
@@ -1908,6 +2573,14 @@ REVOKE ALL ON FUNCTION jobs.check_job(i_what text, i_task character varying, i_a
 
 REVOKE ALL ON FUNCTION jobs.check_tracebacks(i_call text, i_job_ids bigint[], i_tracebacks text[]) FROM PUBLIC;
 
+-- Name: FUNCTION check_unique(i_what text, i_key text, i_while text); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.check_unique(i_what text, i_key text, i_while text) FROM PUBLIC;
+
+-- Name: FUNCTION claim_key(i_task character varying, i_key text, i_job_id bigint); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.claim_key(i_task character varying, i_key text, i_job_id bigint) FROM PUBLIC;
+
 -- Name: FUNCTION clear_pending_counts(); Type: ACL; Schema: jobs; Owner: -
 
 REVOKE ALL ON FUNCTION jobs.clear_pending_counts() FROM PUBLIC;
@@ -1939,6 +2612,32 @@ REVOKE ALL ON FUNCTION jobs.count_pending_row() FROM PUBLIC;
 REVOKE ALL ON FUNCTION jobs.create_job_partitions(i_from timestamp with time zone, i_days integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION jobs.create_job_partitions(i_from timestamp with time zone, i_days integer) TO jobs_operator;
 
+-- Name: FUNCTION cron_field(i_what text, i_text text, i_min integer, i_max integer, i_names text[]); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.cron_field(i_what text, i_text text, i_min integer, i_max integer, i_names text[]) FROM PUBLIC;
+
+-- Name: FUNCTION cron_next(i_cron text, i_zone text, i_after timestamp with time zone); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.cron_next(i_cron text, i_zone text, i_after timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.cron_next(i_cron text, i_zone text, i_after timestamp with time zone) TO jobs_publisher;
+GRANT ALL ON FUNCTION jobs.cron_next(i_cron text, i_zone text, i_after timestamp with time zone) TO jobs_consumer;
+GRANT ALL ON FUNCTION jobs.cron_next(i_cron text, i_zone text, i_after timestamp with time zone) TO jobs_monitor;
+GRANT ALL ON FUNCTION jobs.cron_next(i_cron text, i_zone text, i_after timestamp with time zone) TO jobs_operator;
+
+-- Name: FUNCTION cron_parse(i_cron text); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.cron_parse(i_cron text) FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.cron_parse(i_cron text) TO jobs_publisher;
+GRANT ALL ON FUNCTION jobs.cron_parse(i_cron text) TO jobs_consumer;
+GRANT ALL ON FUNCTION jobs.cron_parse(i_cron text) TO jobs_monitor;
+GRANT ALL ON FUNCTION jobs.cron_parse(i_cron text) TO jobs_operator;
+
+-- Name: FUNCTION enqueue_schedules(i_grace interval, i_run_all_limit integer); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.enqueue_schedules(i_grace interval, i_run_all_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.enqueue_schedules(i_grace interval, i_run_all_limit integer) TO jobs_operator;
+GRANT ALL ON FUNCTION jobs.enqueue_schedules(i_grace interval, i_run_all_limit integer) TO jobs_consumer;
+
 -- Name: FUNCTION expire(); Type: ACL; Schema: jobs; Owner: -
 
 REVOKE ALL ON FUNCTION jobs.expire() FROM PUBLIC;
@@ -1953,10 +2652,26 @@ REVOKE ALL ON FUNCTION jobs.fail_attempts(i_job_ids bigint[], i_attempts integer
 REVOKE ALL ON FUNCTION jobs.finished_stats(i_after_xid bigint, i_wait_bounds double precision[], i_run_bounds double precision[], i_attempt_bounds double precision[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION jobs.finished_stats(i_after_xid bigint, i_wait_bounds double precision[], i_run_bounds double precision[], i_attempt_bounds double precision[]) TO jobs_monitor;
 
+-- Name: FUNCTION forget_stale_claims(); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.forget_stale_claims() FROM PUBLIC;
+
+-- Name: FUNCTION gap_end(i_local timestamp without time zone, i_zone text); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.gap_end(i_local timestamp without time zone, i_zone text) FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.gap_end(i_local timestamp without time zone, i_zone text) TO jobs_publisher;
+GRANT ALL ON FUNCTION jobs.gap_end(i_local timestamp without time zone, i_zone text) TO jobs_consumer;
+GRANT ALL ON FUNCTION jobs.gap_end(i_local timestamp without time zone, i_zone text) TO jobs_monitor;
+GRANT ALL ON FUNCTION jobs.gap_end(i_local timestamp without time zone, i_zone text) TO jobs_operator;
+
 -- Name: FUNCTION heartbeat(i_worker_id bigint); Type: ACL; Schema: jobs; Owner: -
 
 REVOKE ALL ON FUNCTION jobs.heartbeat(i_worker_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION jobs.heartbeat(i_worker_id bigint) TO jobs_consumer;
+
+-- Name: FUNCTION holds_key(i_job_id bigint, i_task character varying, i_key text); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.holds_key(i_job_id bigint, i_task character varying, i_key text) FROM PUBLIC;
 
 -- Name: FUNCTION job_arguments(i_job_id bigint); Type: ACL; Schema: jobs; Owner: -
 
@@ -1970,6 +2685,14 @@ GRANT ALL ON FUNCTION jobs.job_state(status text, attempts integer, scheduled_at
 GRANT ALL ON FUNCTION jobs.job_state(status text, attempts integer, scheduled_at timestamp with time zone, expires_at timestamp with time zone, at timestamp with time zone) TO jobs_consumer;
 GRANT ALL ON FUNCTION jobs.job_state(status text, attempts integer, scheduled_at timestamp with time zone, expires_at timestamp with time zone, at timestamp with time zone) TO jobs_monitor;
 GRANT ALL ON FUNCTION jobs.job_state(status text, attempts integer, scheduled_at timestamp with time zone, expires_at timestamp with time zone, at timestamp with time zone) TO jobs_operator;
+
+-- Name: FUNCTION local_instants(i_local timestamp without time zone, i_zone text); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.local_instants(i_local timestamp without time zone, i_zone text) FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.local_instants(i_local timestamp without time zone, i_zone text) TO jobs_publisher;
+GRANT ALL ON FUNCTION jobs.local_instants(i_local timestamp without time zone, i_zone text) TO jobs_consumer;
+GRANT ALL ON FUNCTION jobs.local_instants(i_local timestamp without time zone, i_zone text) TO jobs_monitor;
+GRANT ALL ON FUNCTION jobs.local_instants(i_local timestamp without time zone, i_zone text) TO jobs_operator;
 
 -- Name: FUNCTION maintain(i_worker_retention interval, i_prune_limit integer); Type: ACL; Schema: jobs; Owner: -
 
@@ -2011,15 +2734,20 @@ GRANT ALL ON FUNCTION jobs.prune(i_limit integer) TO jobs_operator;
 
 REVOKE ALL ON FUNCTION jobs.prune_targets(i_now timestamp with time zone) FROM PUBLIC;
 
--- Name: FUNCTION publish(i_task character varying, i_arguments jsonb, i_scheduled_at timestamp with time zone, i_timeout numeric, i_priority integer, i_max_retries integer, OUT job_id bigint); Type: ACL; Schema: jobs; Owner: -
+-- Name: FUNCTION publish(i_task character varying, i_arguments jsonb, i_scheduled_at timestamp with time zone, i_timeout numeric, i_priority integer, i_max_retries integer, i_unique_key text, i_unique_while text, OUT job_id bigint); Type: ACL; Schema: jobs; Owner: -
 
-REVOKE ALL ON FUNCTION jobs.publish(i_task character varying, i_arguments jsonb, i_scheduled_at timestamp with time zone, i_timeout numeric, i_priority integer, i_max_retries integer, OUT job_id bigint) FROM PUBLIC;
-GRANT ALL ON FUNCTION jobs.publish(i_task character varying, i_arguments jsonb, i_scheduled_at timestamp with time zone, i_timeout numeric, i_priority integer, i_max_retries integer, OUT job_id bigint) TO jobs_publisher;
+REVOKE ALL ON FUNCTION jobs.publish(i_task character varying, i_arguments jsonb, i_scheduled_at timestamp with time zone, i_timeout numeric, i_priority integer, i_max_retries integer, i_unique_key text, i_unique_while text, OUT job_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.publish(i_task character varying, i_arguments jsonb, i_scheduled_at timestamp with time zone, i_timeout numeric, i_priority integer, i_max_retries integer, i_unique_key text, i_unique_while text, OUT job_id bigint) TO jobs_publisher;
 
 -- Name: FUNCTION publish_bulk(i_jobs jobs.bulk_job[]); Type: ACL; Schema: jobs; Owner: -
 
 REVOKE ALL ON FUNCTION jobs.publish_bulk(i_jobs jobs.bulk_job[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION jobs.publish_bulk(i_jobs jobs.bulk_job[]) TO jobs_publisher;
+
+-- Name: FUNCTION publish_bulk(i_jobs jobs.bulk_job[], i_unique_keys text[], i_unique_while text); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.publish_bulk(i_jobs jobs.bulk_job[], i_unique_keys text[], i_unique_while text) FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.publish_bulk(i_jobs jobs.bulk_job[], i_unique_keys text[], i_unique_while text) TO jobs_publisher;
 
 -- Name: FUNCTION recount_pending(); Type: ACL; Schema: jobs; Owner: -
 
@@ -2056,10 +2784,22 @@ GRANT ALL ON FUNCTION jobs.retry_delay(attempts integer) TO jobs_publisher;
 GRANT ALL ON FUNCTION jobs.retry_delay(attempts integer) TO jobs_consumer;
 GRANT ALL ON FUNCTION jobs.retry_delay(attempts integer) TO jobs_monitor;
 
+-- Name: FUNCTION schedule(i_name text, i_cron text, i_task character varying, i_arguments jsonb, i_timezone text, i_missed text); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.schedule(i_name text, i_cron text, i_task character varying, i_arguments jsonb, i_timezone text, i_missed text) FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.schedule(i_name text, i_cron text, i_task character varying, i_arguments jsonb, i_timezone text, i_missed text) TO jobs_operator;
+GRANT ALL ON FUNCTION jobs.schedule(i_name text, i_cron text, i_task character varying, i_arguments jsonb, i_timezone text, i_missed text) TO jobs_consumer;
+
 -- Name: FUNCTION seconds_until_next_due(i_tasks character varying[]); Type: ACL; Schema: jobs; Owner: -
 
 REVOKE ALL ON FUNCTION jobs.seconds_until_next_due(i_tasks character varying[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION jobs.seconds_until_next_due(i_tasks character varying[]) TO jobs_consumer;
+
+-- Name: FUNCTION seconds_until_next_slot(); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.seconds_until_next_slot() FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.seconds_until_next_slot() TO jobs_consumer;
+GRANT ALL ON FUNCTION jobs.seconds_until_next_slot() TO jobs_operator;
 
 -- Name: FUNCTION set_consume_floor(i_tasks character varying[], i_oldest timestamp with time zone); Type: ACL; Schema: jobs; Owner: -
 
@@ -2074,6 +2814,19 @@ GRANT ALL ON FUNCTION jobs.set_retention(i_status text, i_keep interval) TO jobs
 
 REVOKE ALL ON FUNCTION jobs.unregister_worker(i_worker_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION jobs.unregister_worker(i_worker_id bigint) TO jobs_consumer;
+
+-- Name: FUNCTION unschedule(i_name text); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.unschedule(i_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.unschedule(i_name text) TO jobs_operator;
+
+-- Name: FUNCTION zone_offset(i_at timestamp with time zone, i_zone text); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.zone_offset(i_at timestamp with time zone, i_zone text) FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.zone_offset(i_at timestamp with time zone, i_zone text) TO jobs_publisher;
+GRANT ALL ON FUNCTION jobs.zone_offset(i_at timestamp with time zone, i_zone text) TO jobs_consumer;
+GRANT ALL ON FUNCTION jobs.zone_offset(i_at timestamp with time zone, i_zone text) TO jobs_monitor;
+GRANT ALL ON FUNCTION jobs.zone_offset(i_at timestamp with time zone, i_zone text) TO jobs_operator;
 
 -- Name: TABLE "all"; Type: ACL; Schema: jobs; Owner: -
 
@@ -2108,6 +2861,11 @@ GRANT SELECT ON TABLE jobs.running TO jobs_publisher;
 GRANT SELECT ON TABLE jobs.running TO jobs_consumer;
 GRANT SELECT ON TABLE jobs.running TO jobs_monitor;
 
+-- Name: TABLE stats_deduplicated; Type: ACL; Schema: jobs; Owner: -
+
+GRANT SELECT ON TABLE jobs.stats_deduplicated TO jobs_monitor;
+GRANT SELECT ON TABLE jobs.stats_deduplicated TO jobs_operator;
+
 -- Name: TABLE stats_jobs_on_stale_workers; Type: ACL; Schema: jobs; Owner: -
 
 GRANT SELECT ON TABLE jobs.stats_jobs_on_stale_workers TO jobs_monitor;
@@ -2130,6 +2888,11 @@ GRANT SELECT ON TABLE jobs.stats_queue TO jobs_operator;
 
 GRANT SELECT ON TABLE jobs.stats_retention TO jobs_monitor;
 GRANT SELECT ON TABLE jobs.stats_retention TO jobs_operator;
+
+-- Name: TABLE stats_schedules; Type: ACL; Schema: jobs; Owner: -
+
+GRANT SELECT ON TABLE jobs.stats_schedules TO jobs_monitor;
+GRANT SELECT ON TABLE jobs.stats_schedules TO jobs_operator;
 
 -- Name: TABLE stats_tables; Type: ACL; Schema: jobs; Owner: -
 

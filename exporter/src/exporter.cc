@@ -167,6 +167,7 @@ http::Families Exporter::Collect(Clock::time_point deadline) {
   run("tables", [&] { CollectTables(out); });
   run("retention", [&] { CollectRetention(out); });
   run("paused", [&] { CollectPaused(out); });
+  run("schedules", [&] { CollectUniqueAndRecurring(out); });
   run("database", [&] { CollectHealth(out); });
   for (const CustomMetric& metric : active_.custom_metrics) {
     run("custom:" + metric.name, [&] {
@@ -417,6 +418,34 @@ void Exporter::CollectPaused(http::Families& out) {
   for (const std::string& task : source_->PausedTasks()) state[labels_.Label(task)] = 1;
   for (const auto& [task, value] : state) http::AddSample(paused, {{"task", task}}, value);
   out.push_back(std::move(paused));
+}
+
+void Exporter::CollectUniqueAndRecurring(http::Families& out) {
+  auto dedup = http::Family("pgjobs_jobs_deduplicated_total",
+                            "Publishes that queued nothing because a job of the task held their "
+                            "unique key, ever, by task.",
+                            MetricType::Counter);
+  std::map<std::string, double> by_task;
+  for (const std::string& task : queue_tasks_) by_task[task] = 0;
+  for (const auto& [task, n] : source_->Deduplicated()) by_task[labels_.Label(task)] += n;
+  for (const auto& [task, n] : by_task) http::AddSample(dedup, {{"task", task}}, n);
+  out.push_back(std::move(dedup));
+
+  auto last = http::Family("pgjobs_schedule_last_enqueued_timestamp_seconds",
+                           "When the recurring job last queued a job (Unix time); absent "
+                           "before its first.",
+                           MetricType::Gauge);
+  auto next = http::Family("pgjobs_schedule_next_run_timestamp_seconds",
+                           "The recurring job's next slot (Unix time): in the past while a due "
+                           "slot waits to be queued.",
+                           MetricType::Gauge);
+  for (const ScheduleRow& row : source_->Schedules()) {
+    const http::Labels labels{{"schedule", row.name}};
+    if (row.last_enqueued_seconds) http::AddSample(last, labels, *row.last_enqueued_seconds);
+    if (row.next_run_seconds) http::AddSample(next, labels, *row.next_run_seconds);
+  }
+  out.push_back(std::move(last));
+  out.push_back(std::move(next));
 }
 
 void Exporter::CollectHealth(http::Families& out) {

@@ -143,6 +143,28 @@ std::vector<std::string> StatsSource::PausedTasks() {
   return out;
 }
 
+std::vector<std::pair<std::string, double>> StatsSource::Deduplicated() {
+  db::Result r = Conn().Query("stats_deduplicated",
+                              "SELECT task, deduplicated_total FROM jobs.stats_deduplicated");
+  std::vector<std::pair<std::string, double>> out;
+  for (int i = 0; i < r.Rows(); ++i) out.emplace_back(r.Text(i, 0), r.Double(i, 1));
+  return out;
+}
+
+std::vector<ScheduleRow> StatsSource::Schedules() {
+  db::Result r = Conn().Query("stats_schedules",
+                              "SELECT name, last_enqueued_seconds, next_run_seconds "
+                              "FROM jobs.stats_schedules ORDER BY name");
+  std::vector<ScheduleRow> out;
+  for (int i = 0; i < r.Rows(); ++i) {
+    ScheduleRow row{std::string(r.Text(i, 0)), std::nullopt, std::nullopt};
+    if (!r.IsNull(i, 1)) row.last_enqueued_seconds = r.Double(i, 1);
+    if (!r.IsNull(i, 2)) row.next_run_seconds = r.Double(i, 2);
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
 std::vector<TableRow> StatsSource::Tables() {
   db::Result r = Conn().Query("stats_tables",
                               "SELECT table_name, live_tuples, dead_tuples, total_bytes, "

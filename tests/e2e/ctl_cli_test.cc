@@ -159,6 +159,17 @@ TEST_F(CtlTest, PauseResumePruneAndWorkers) {
   ASSERT_EQ(workers.exit_code, 0) << workers.err;
   EXPECT_NE(workers.out.find("w1    host-a  42   8            alive  0"), std::string::npos)
       << workers.out;
+
+  conn_->Execute("schedule",
+                 "SELECT jobs.schedule('nightly', '0 3 * * *', 'reports', NULL, "
+                 "'Europe/Berlin', 'skip')");
+  ProcessResult schedules = Ctl({"--output", "json", "schedules"});
+  ASSERT_EQ(schedules.exit_code, 0) << schedules.err;
+  EXPECT_NE(schedules.out.find("\"name\": \"nightly\", \"cron\": \"0 3 * * *\", "
+                               "\"timezone\": \"Europe/Berlin\", \"task\": \"reports\", "
+                               "\"missed\": \"skip\", \"last_run\": null, \"next_run\": \""),
+            std::string::npos)
+      << schedules.out;
 }
 
 TEST_F(CtlTest, EveryBadArgumentIsRefusedWithItsReasonAndStatusTwo) {

@@ -71,6 +71,9 @@ class ExporterTest : public ::testing::Test {
     return ParseMetrics(r.body);
   }
   void Sql(const std::string& sql) { conn_->Execute("test sql", sql); }
+  std::string Text(const std::string& sql) {
+    return std::string(conn_->Query("test text", sql).Text(0, 0));
+  }
   long long Int(const std::string& sql) { return conn_->Query("test int", sql).Int(0, 0); }
 
   std::string dsn_;
@@ -343,6 +346,27 @@ TEST_F(ExporterTest, TheCardinalityGuardFoldsExtraTasksIntoOther) {
   EXPECT_EQ(ready, 4);
   EXPECT_EQ(m["pgjobs_jobs{task=\"other\",state=\"ready\"}"], 2);
   EXPECT_EQ(m["pgjobs_tasks_folded_into_other"], 2);
+}
+
+TEST_F(ExporterTest, DeduplicatedPublishesAndRecurringJobsAreExported) {
+  Start();
+  Sql("SELECT jobs.publish('invoice', i_unique_key => 'invoice:42') FROM generate_series(1, 3);"
+      "SELECT jobs.schedule('tick', '* * * * *', 'tick');"
+      "SELECT jobs.schedule('nightly', '0 3 * * *', 'reports', NULL, 'Europe/Berlin');"
+      "UPDATE jobs.schedules SET next_slot = date_trunc('minute', now()) WHERE name = 'tick';"
+      "SELECT jobs.enqueue_schedules()");
+  auto m = Metrics();
+  EXPECT_EQ(m["pgjobs_scrape_collector_success{collector=\"schedules\"}"], 1);
+  EXPECT_EQ(m["pgjobs_jobs_deduplicated_total{task=\"invoice\"}"], 2);
+  EXPECT_EQ(m["pgjobs_jobs_deduplicated_total{task=\"tick\"}"], 0) << "every task in the queue";
+  const double now = std::stod(Text("SELECT extract(epoch FROM now())"));
+  EXPECT_NEAR(m["pgjobs_schedule_last_enqueued_timestamp_seconds{schedule=\"tick\"}"], now, 60);
+  EXPECT_EQ(m.count("pgjobs_schedule_last_enqueued_timestamp_seconds{schedule=\"nightly\"}"), 0u)
+      << "absent before its first job";
+  EXPECT_EQ(m["pgjobs_schedule_next_run_timestamp_seconds{schedule=\"nightly\"}"],
+            std::stod(Text("SELECT extract(epoch FROM jobs.cron_next('0 3 * * *', "
+                           "'Europe/Berlin', now()))")));
+  EXPECT_GT(m["pgjobs_schedule_next_run_timestamp_seconds{schedule=\"tick\"}"], now);
 }
 
 std::string BcryptHash(const std::string& password) {

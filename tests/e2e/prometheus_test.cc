@@ -146,6 +146,12 @@ TEST(PrometheusEndToEnd, EveryDashboardQueryHasDataAndTheAlertsFire) {
                                       (SELECT max(worker_id) FROM jobs.worker));
     SELECT jobs.publish('waiting') FROM generate_series(1, 3);
   )sql");
+  // A recurring job that has queued one: the dashboard's recurring-jobs row.
+  conn.Execute("a recurring job", R"sql(
+    SELECT jobs.schedule('reports', '0 3 * * *', 'waiting', NULL, 'Europe/Berlin');
+    UPDATE jobs.schedules SET next_slot = clock_timestamp() - interval '1 s';
+    SELECT jobs.enqueue_schedules();
+  )sql");
   std::this_thread::sleep_for(std::chrono::seconds(6));  // scrapes, rate windows, rule runs
 
   std::vector<std::string> empty;

@@ -253,7 +253,7 @@ TEST_F(OperationsTest, MaintainExpiresPrunesAndForgetsLongGoneWorkers) {
             now() - interval '9 days', now() - interval '9 days', now() - interval '9 days'))sql");
   Conn().Execute("wait", "SELECT pg_sleep(0.1)");
   EXPECT_EQ(Value("SELECT string_agg(step || '=' || n, ',') FROM jobs.maintain()"),
-            "expire=1,partitions=0,prune=1,workers=1");
+            "expire=1,schedules=0,partitions=0,prune=1,workers=1,unique_keys=0");
   EXPECT_EQ(Value("SELECT string_agg(worker_id::text, ',' ORDER BY worker_id) FROM jobs.worker"),
             Id(holding) + "," + Id(alive));
   EXPECT_EQ(Refusal("SELECT * FROM jobs.maintain(NULL)").SqlState(), "22023");

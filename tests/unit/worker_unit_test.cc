@@ -299,6 +299,50 @@ TEST(ParseWorkerConfig, RefusesBadValuesWithWhereAndWhat) {
             "such as 127.0.0.1 or [::1], or localhost, got '999.1.1.1'");
 }
 
+TEST(ParseWorkerConfig, ReadsSchedulesWithTheirArgumentsAsJsonAndTheirPlace) {
+  config::EnvLookup env = [](const std::string& name) -> std::optional<std::string> {
+    if (name == "KIND") return "night\"ly";
+    return std::nullopt;
+  };
+  const WorkerConfig c = ParseWorkerConfig(
+      "tasks: {t: {sql: 'SELECT 1'}}\n"
+      "schedules:\n"
+      "  nightly:\n"
+      "    cron: '0 3 * * *'\n"
+      "    timezone: Europe/Berlin\n"
+      "    task: t\n"
+      "    arguments: {kind: '${KIND}', n: 2, ratio: 0.5, on: true, none: null, code: '007',\n"
+      "                list: [1, two]}\n"
+      "    missed: run_all\n"
+      "  plain: {cron: '@hourly', task: t}\n",
+      "w.yaml", env);
+  ASSERT_EQ(c.schedules.size(), 2u);
+  const WorkerConfig::Schedule& n = c.schedules[0];
+  EXPECT_EQ(n.name, "nightly");
+  EXPECT_EQ(n.cron, "0 3 * * *");
+  EXPECT_EQ(n.timezone, "Europe/Berlin");
+  EXPECT_EQ(n.task, "t");
+  EXPECT_EQ(n.missed, "run_all");
+  EXPECT_EQ(n.arguments_json,
+            "{\"kind\": \"night\\\"ly\", \"n\": 2, \"ratio\": 0.5, \"on\": true, "
+            "\"none\": null, \"code\": \"007\", \"list\": [1, \"two\"]}");
+  EXPECT_EQ(n.where, "w.yaml:4:5: schedules.nightly");
+  const WorkerConfig::Schedule& p = c.schedules[1];
+  EXPECT_EQ(p.timezone, "UTC");
+  EXPECT_EQ(p.missed, "run_once");
+  EXPECT_EQ(p.arguments_json, "");
+  EXPECT_EQ(ConfigError("tasks: {t: {sql: 'SELECT 1'}}\nschedules: {s: {task: t}}"),
+            "w.yaml:2:16: schedules.s: missing cron: give a cron expression such as \"0 3 * * *\"");
+  EXPECT_EQ(ConfigError("tasks: {t: {sql: 'SELECT 1'}}\nschedules: {s: {cron: '@daily'}}"),
+            "w.yaml:2:16: schedules.s: missing task: the task of the jobs it publishes");
+  EXPECT_EQ(ConfigError("tasks: {t: {sql: 'SELECT 1'}}\n"
+                        "schedules: {s: {cron: '@daily', task: t, missed: twice}}"),
+            "w.yaml:2:50: schedules.s.missed: expected skip, run_once or run_all, got 'twice'");
+  EXPECT_EQ(ConfigError("tasks: {t: {sql: 'SELECT 1'}}\n"
+                        "schedules: {s: {cron: '@daily', task: t, when: now}}"),
+            "w.yaml:2:42: schedules.s.when: unknown key");
+}
+
 TEST(ParseWorkerConfig, GivesCommandsTheAllowListPassEnvAndEnv) {
   config::EnvLookup env = [](const std::string& name) -> std::optional<std::string> {
     if (name == "PATH") return "/bin";

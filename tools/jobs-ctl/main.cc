@@ -13,8 +13,11 @@
 #include "pgjobs/db/connection.h"
 #include "pgjobs/db/dsn.h"
 #include "pgjobs/db/error.h"
+#include "pgjobs/json_quote.h"
 
 namespace {
+
+using pgjobs::JsonQuote;
 
 constexpr const char* kUsage =
     "usage: jobs-ctl [--dsn DSN] [--output table|json] COMMAND [ARGUMENTS]\n"
@@ -38,6 +41,7 @@ constexpr const char* kUsage =
     "  pause TASK | resume TASK       stop or restart taking jobs of TASK\n"
     "  prune [--dry-run]              delete finished jobs past their retention now\n"
     "  workers                        registered workers and their state\n"
+    "  schedules                      recurring jobs with their last and next run\n"
     "\n"
     "  --yes              act on more than one job selected by --task\n"
     "  --output FORMAT    table (for people, the default) or json (for scripts)\n"
@@ -70,6 +74,7 @@ const std::map<std::string, std::set<std::string>>& CommandOptions() {
       {"resume", {}},
       {"prune", {"--dry-run"}},
       {"workers", {}},
+      {"schedules", {}},
   };
   return kCommandOptions;
 }
@@ -222,38 +227,6 @@ const std::vector<std::string>& Statuses() {
 
 // --- output ------------------------------------------------------------------------------------
 
-std::string JsonString(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
-
 // Columns printed as JSON numbers (or booleans for those named in BooleanColumns()); others as
 // strings.
 const std::set<std::string>& NumberColumns() {
@@ -274,7 +247,7 @@ std::string JsonValue(const pgjobs::db::Result& r, int row, int column) {
   if (NumberColumns().contains(name)) return std::string(text);
   if (BooleanColumns().contains(name)) return text == "t" ? "true" : "false";
   if (name == "arguments" || name == "tracebacks") return std::string(text);  // JSON already
-  return JsonString(text);
+  return JsonQuote(text);
 }
 
 void PrintJson(const pgjobs::db::Result& r) {
@@ -282,7 +255,7 @@ void PrintJson(const pgjobs::db::Result& r) {
   for (int row = 0; row < r.Rows(); ++row) {
     std::cout << (row == 0 ? "\n  {" : ",\n  {");
     for (int c = 0; c < r.Columns(); ++c) {
-      std::cout << (c == 0 ? "" : ", ") << JsonString(r.ColumnName(c)) << ": "
+      std::cout << (c == 0 ? "" : ", ") << JsonQuote(r.ColumnName(c)) << ": "
                 << JsonValue(r, row, c);
     }
     std::cout << "}";
@@ -335,7 +308,7 @@ void Print(const Args& args, const pgjobs::db::Result& r) {
 void PrintDone(const Args& args, const std::string& verb, const pgjobs::db::Result& r,
                size_t asked) {
   if (args.json) {
-    std::cout << "{" << JsonString(verb) << ": [";
+    std::cout << "{" << JsonQuote(verb) << ": [";
     for (int i = 0; i < r.Rows(); ++i) std::cout << (i == 0 ? "" : ", ") << r.Text(i, 0);
     std::cout << "], \"asked\": " << asked << "}\n";
     return;
@@ -437,7 +410,7 @@ int Show(const Args& args, Connection& conn) {
   if (args.json) {
     std::cout << "{";
     for (int c = 0; c < job.Columns(); ++c) {
-      std::cout << (c == 0 ? "" : ", ") << JsonString(job.ColumnName(c)) << ": "
+      std::cout << (c == 0 ? "" : ", ") << JsonQuote(job.ColumnName(c)) << ": "
                 << JsonValue(job, 0, c);
     }
     std::cout << ", \"arguments\": "
@@ -520,7 +493,7 @@ int PauseOrResume(const Args& args, Connection& conn) {
       conn.Query(args.command, "SELECT jobs." + args.command + "($1)", {task}).Text(0, 0) == "t";
   const std::string done = args.command == "pause" ? "paused" : "resumed";
   if (args.json) {
-    std::cout << "{\"task\": " << JsonString(task) << ", " << JsonString(done) << ": "
+    std::cout << "{\"task\": " << JsonQuote(task) << ", " << JsonQuote(done) << ": "
               << (changed ? "true" : "false") << "}\n";
   } else if (changed) {
     std::cout << done << " " << task << "\n";
@@ -566,6 +539,16 @@ int Workers(const Args& args, Connection& conn) {
   return 0;
 }
 
+int Schedules(const Args& args, Connection& conn) {
+  NoPositional(args);
+  Print(args, conn.Query("schedules", R"sql(
+    SELECT s.name, s.cron, s.timezone, s.task, s.missed,
+           date_trunc('second', to_timestamp(s.last_enqueued_seconds)) AS last_run,
+           date_trunc('second', to_timestamp(s.next_run_seconds)) AS next_run
+    FROM jobs.stats_schedules s ORDER BY s.name)sql"));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -587,6 +570,7 @@ int main(int argc, char** argv) {
     if (c == "reschedule") return Reschedule(args, conn);
     if (c == "pause" || c == "resume") return PauseOrResume(args, conn);
     if (c == "prune") return Prune(args, conn);
+    if (c == "schedules") return Schedules(args, conn);
     return Workers(args, conn);
   } catch (const UsageError& e) {
     std::cerr << "jobs-ctl: " << e.message << "\n(see jobs-ctl --help)\n";

@@ -181,6 +181,25 @@ WorkerConfig ParseWorkerConfig(const std::string& text, const std::string& file,
     }
     m->Finish();
   }
+  if (auto schedules = root.Map("schedules")) {
+    for (auto& [name, m] : schedules->Entries()) {
+      WorkerConfig::Schedule sc;
+      sc.name = name;
+      sc.where = schedules->Locate(name);
+      if (!m.Has("cron")) m.FailHere("missing cron: give a cron expression such as \"0 3 * * *\"");
+      if (!m.Has("task")) m.FailHere("missing task: the task of the jobs it publishes");
+      sc.cron = *m.String("cron");
+      sc.task = *m.String("task");
+      sc.timezone = m.String("timezone").value_or(sc.timezone);
+      sc.arguments_json = m.Json("arguments").value_or("");
+      sc.missed = m.String("missed").value_or(sc.missed);
+      if (sc.missed != "skip" && sc.missed != "run_once" && sc.missed != "run_all") {
+        m.Fail("missed", "expected skip, run_once or run_all, got '" + sc.missed + "'");
+      }
+      m.Finish();
+      c.schedules.push_back(std::move(sc));
+    }
+  }
   root.Finish();
   return c;
 }

@@ -22,7 +22,8 @@ void Round(db::Connection& conn, const WorkerConfig::Maintenance& config, Worker
     steps = conn.Query("maintain", "SELECT step, n FROM jobs.maintain($1::interval, $2::int)",
                        {Interval(config.worker_retention), batch});
   } catch (const db::DbError&) {
-    for (const char* step : {"expire", "partitions", "prune", "workers"})
+    for (const char* step :
+         {"expire", "schedules", "partitions", "prune", "workers", "unique_keys"})
       metrics.MaintenanceRun(step, false);
     throw;
   }
@@ -58,6 +59,27 @@ void Round(db::Connection& conn, const WorkerConfig::Maintenance& config, Worker
   logger.Debug("maintenance round", fields);
 }
 
+// Publishes the due slots of recurring jobs, between rounds. Throws db::DbError.
+void EnqueueSchedules(db::Connection& conn, WorkerMetrics& metrics) {
+  try {
+    conn.Query("enqueue schedules", "SELECT jobs.enqueue_schedules()");
+  } catch (const db::DbError&) {
+    metrics.MaintenanceRun("schedules", false);
+    throw;
+  }
+  metrics.MaintenanceRun("schedules", true);
+}
+
+// When to look at the recurring jobs next: their next slot, or `look` from now at the latest.
+Clock::time_point NextSlot(db::Connection& conn, Clock::duration look) {
+  db::Result r = conn.Query("next slot", "SELECT jobs.seconds_until_next_slot()");
+  const auto latest = Clock::now() + look;
+  if (r.IsNull(0, 0)) return latest;
+  const double seconds = std::max(0.0, r.Double(0, 0));
+  return std::min(latest, Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                             std::chrono::duration<double>(seconds)));
+}
+
 }  // namespace
 
 void RunMaintenance(const db::ConnectOptions& options, const WorkerConfig::Maintenance& config,
@@ -79,6 +101,10 @@ void RunMaintenance(const db::ConnectOptions& options, const WorkerConfig::Maint
   metrics.MaintenanceLeader(false);
   log::FailureLog failures;  // a database that stays down is logged once a minute
   auto next_round = Clock::now();
+  // When a recurring job's slot is due (jobs.seconds_until_next_slot), read again at least
+  // every kSlotLook, so that a schedule set in SQL is seen soon.
+  static constexpr auto kSlotLook = std::chrono::seconds(10);
+  auto next_slot = Clock::now();
   do {
     try {
       if (!conn || !conn->IsOpen()) {
@@ -94,9 +120,13 @@ void RunMaintenance(const db::ConnectOptions& options, const WorkerConfig::Maint
       if (leader && Clock::now() >= next_round) {
         next_round = Clock::now() + config.interval;
         Round(*conn, config, metrics, logger, shutdown);
+      } else if (leader && Clock::now() >= next_slot) {
+        EnqueueSchedules(*conn, metrics);
       }
+      if (leader) next_slot = NextSlot(*conn, kSlotLook);
       if (failures.Succeeded("maintenance")) logger.Info("maintenance works again");
     } catch (const db::DbError& e) {
+      next_slot = Clock::now() + kSlotLook;  // not again at once
       if (const auto left_out = failures.Failed("maintenance", Clock::now())) {
         log::Fields fields{{"err", e.what()}};
         if (*left_out > 0) fields.emplace_back("failures_not_logged", std::to_string(*left_out));
@@ -107,8 +137,9 @@ void RunMaintenance(const db::ConnectOptions& options, const WorkerConfig::Maint
         set_leader(false);
       }
     }
-  } while (shutdown.Pause(leader ? std::max(Clock::duration::zero(), next_round - Clock::now())
-                                 : Clock::duration(config.takeover)));
+  } while (shutdown.Pause(
+      leader ? std::max(Clock::duration::zero(), std::min(next_round, next_slot) - Clock::now())
+             : Clock::duration(config.takeover)));
 }
 
 }  // namespace pgjobs::worker

@@ -125,10 +125,11 @@ WorkerMetrics::WorkerMetrics(const WorkerConfig& config, const std::vector<std::
       &BuildCounter()
            .Name("pgjobs_worker_maintenance_runs_total")
            .Help(
-               "Maintenance steps this worker ran as the leader, by step (expire, partitions, "
-               "prune, workers) and result (ok, error).")
+               "Maintenance steps this worker ran as the leader, by step (expire, schedules, "
+               "partitions, prune, workers, unique_keys) and result (ok, error).")
            .Register(*registry_);
-  for (const char* step : {"expire", "partitions", "prune", "workers"}) {
+  for (const char* step :
+       {"expire", "schedules", "partitions", "prune", "workers", "unique_keys"}) {
     for (const char* result : {"ok", "error"}) {
       maintenance_runs_[{step, result}] =
           &maintenance_family->Add({{"step", step}, {"result", result}});

@@ -16,6 +16,7 @@
 #include "pgjobs/http/server.h"
 #include "routes.h"
 #include "run_queue.h"
+#include "schedules.h"
 #include "shutdown.h"
 #include "sql_handler.h"
 #include "status.h"
@@ -124,6 +125,8 @@ void Worker::Run() {
   w.logger.Info(
       "listening",
       {{"ports", ports}, {"tasks", names}, {"concurrency", std::to_string(w.config.concurrency)}});
+
+  SetSchedules(w.Options("schedules"), w.config.schedules, w.logger, w.shutdown);
 
   RunQueue queue(RunPolicy(w.config.concurrency,
                            w.config.prefetch < 0 ? RunPolicy::kAdaptive : w.config.prefetch,

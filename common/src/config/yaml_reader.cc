@@ -4,6 +4,9 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <regex>
+
+#include "pgjobs/json_quote.h"
 
 namespace pgjobs::config {
 
@@ -158,6 +161,72 @@ void MapReader::Fail(const std::string& key, const std::string& problem) const {
   const YAML::Node& node = node_;
   const YAML::Node value = node[key];
   throw ConfigError(Where(value.IsDefined() ? value : node_) + PathOf(key) + ": " + problem);
+}
+
+std::string MapReader::Locate(const std::string& key) const {
+  const YAML::Node& node = node_;
+  const YAML::Node value = node[key];
+  return Where(value.IsDefined() ? value : node_) + PathOf(key);
+}
+
+namespace {
+
+bool IsJsonNumber(const std::string& text) {
+  static const std::regex kNumber(R"(-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?)");
+  return std::regex_match(text, kNumber);
+}
+
+}  // namespace
+
+void MapReader::AppendJson(const YAML::Node& node, const std::string& where,
+                           std::string& out) const {
+  switch (node.Type()) {
+    case YAML::NodeType::Map: {
+      out += '{';
+      bool first = true;
+      for (const auto& kv : node) {
+        if (!first) out += ", ";
+        first = false;
+        out += JsonQuote(kv.first.Scalar());
+        out += ": ";
+        AppendJson(kv.second, where, out);
+      }
+      out += '}';
+      return;
+    }
+    case YAML::NodeType::Sequence: {
+      out += '[';
+      bool first = true;
+      for (const auto& item : node) {
+        if (!first) out += ", ";
+        first = false;
+        AppendJson(item, where, out);
+      }
+      out += ']';
+      return;
+    }
+    case YAML::NodeType::Scalar: {
+      const std::string& text = node.Scalar();
+      if (node.Tag() != "!") {  // plain, not quoted: may be a number or a boolean
+        if (text == "true" || text == "false" || text == "null" || IsJsonNumber(text)) {
+          out += text;
+          return;
+        }
+      }
+      out += JsonQuote(ExpandEnv(text, source_->second, where));
+      return;
+    }
+    default:
+      out += "null";
+  }
+}
+
+std::optional<std::string> MapReader::Json(const std::string& key) {
+  std::optional<YAML::Node> node = Get(key);
+  if (!node) return std::nullopt;
+  std::string out;
+  AppendJson(*node, Where(*node) + PathOf(key) + ": ", out);
+  return out;
 }
 
 void MapReader::FailHere(const std::string& problem) const {

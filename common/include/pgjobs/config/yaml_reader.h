@@ -59,6 +59,9 @@ class MapReader {
   /// A list of numbers, strictly ascending.
   std::optional<std::vector<double>> AscendingNumbers(const std::string& key);
   std::optional<MapReader> Map(const std::string& key);
+  /// Any value, as JSON text: maps, lists, numbers, true/false, null and strings (a quoted
+  /// scalar is always a string); ${VAR} is expanded in strings.
+  std::optional<std::string> Json(const std::string& key);
   /// A list of mappings.
   std::optional<std::vector<MapReader>> MapList(const std::string& key);
   /// Every entry of a mapping whose keys are user-chosen names (tasks, users), in file order.
@@ -76,6 +79,8 @@ class MapReader {
   [[noreturn]] void FailHere(const std::string& problem) const;
   /// The dotted path of `key` in this map, for messages.
   std::string PathOf(const std::string& key) const;
+  /// "file:line:column: path.key" for a problem found later (by the database, say).
+  std::string Locate(const std::string& key) const;
 
  private:
   MapReader(const YAML::Node& node, std::shared_ptr<const std::pair<std::string, EnvLookup>> source,
@@ -83,6 +88,7 @@ class MapReader {
   std::optional<YAML::Node> Get(const std::string& key);
   std::string Where(const YAML::Node& node) const;
   std::string Scalar(const std::string& key, const YAML::Node& node, const char* expected) const;
+  void AppendJson(const YAML::Node& node, const std::string& where, std::string& out) const;
 
   YAML::Node node_;
   std::shared_ptr<const std::pair<std::string, EnvLookup>> source_;  // file name, env lookup

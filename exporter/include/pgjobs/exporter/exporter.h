@@ -75,6 +75,7 @@ class Exporter {
   void CollectWorkers(http::Families& out);
   void CollectTables(http::Families& out);
   void CollectRetention(http::Families& out);
+  void CollectUniqueAndRecurring(http::Families& out);
   void CollectPaused(http::Families& out);
   void CollectHealth(http::Families& out);
   void CollectCustom(const CustomMetric& metric, std::chrono::steady_clock::time_point deadline,

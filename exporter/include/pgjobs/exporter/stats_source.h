@@ -46,6 +46,13 @@ struct RetentionRow {
   double oldest_age_seconds = 0;  // 0 when none is kept
 };
 
+/// One row of jobs.stats_schedules: a recurring job.
+struct ScheduleRow {
+  std::string name;
+  std::optional<double> last_enqueued_seconds;  // nullopt: never
+  std::optional<double> next_run_seconds;       // nullopt: none
+};
+
 struct DatabaseHealth {
   std::optional<double> oldest_transaction_seconds;  // visible sessions only
   double oldest_xid_age = 0;
@@ -84,6 +91,9 @@ class StatsSource {
   std::vector<RetentionRow> Retention();
   /// Tasks whose jobs consume skips (jobs.pause).
   std::vector<std::string> PausedTasks();
+  /// (task, publishes that queued nothing because their unique key was held, ever)
+  std::vector<std::pair<std::string, double>> Deduplicated();
+  std::vector<ScheduleRow> Schedules();
   DatabaseHealth Health();
   /// Runs a user-defined query under its own statement timeout.
   CustomResult Custom(const std::string& query, std::chrono::milliseconds timeout);

@@ -93,6 +93,19 @@ struct WorkerConfig {
     /// (after retention was first set, say) costs the queue little while it goes.
     double prune_share = 0.2;
   } maintenance;
+
+  /// A recurring job (schedules: in the YAML), set in jobs.schedules when the worker starts.
+  struct Schedule {
+    std::string name;
+    std::string cron;
+    std::string timezone = "UTC";
+    std::string task;
+    std::string arguments_json;  ///< empty: none
+    std::string missed = "run_once";
+    /// "file:line:column: schedules.NAME", for what the database refuses.
+    std::string where;
+  };
+  std::vector<Schedule> schedules;
 };
 
 /// Parses and validates the YAML in `text` (the contents of `file`), expanding ${VAR} with
