@@ -18,7 +18,6 @@ Level ParseLevel(std::string_view text);
 /// Parses "logfmt" or "json"; throws pgjobs::Error naming the bad value.
 Format ParseFormat(std::string_view text);
 
-
 using Fields = std::vector<std::pair<std::string, std::string>>;
 
 /// One log line, without the newline, in the given format. Pure.
