@@ -22,9 +22,7 @@ void Round(db::Connection& conn, const WorkerConfig::Maintenance& config, Worker
     steps = conn.Query("maintain", "SELECT step, n FROM jobs.maintain($1::interval, $2::int)",
                        {Interval(config.worker_retention), batch});
   } catch (const db::DbError&) {
-    for (const char* step :
-         {"expire", "schedules", "partitions", "prune", "workers", "unique_keys"})
-      metrics.MaintenanceRun(step, false);
+    for (const char* step : MaintenanceSteps()) metrics.MaintenanceRun(step, false);
     throw;
   }
   long long pruned = 0;

@@ -19,6 +19,12 @@ const char* OutcomeName(Outcome::Kind kind) {
 
 }  // namespace
 
+const std::vector<const char*>& MaintenanceSteps() {
+  static const std::vector<const char*> kSteps = {"expire", "schedules", "partitions",
+                                                  "prune",  "workers",   "unique_keys"};
+  return kSteps;
+}
+
 WorkerMetrics::WorkerMetrics(const WorkerConfig& config, const std::vector<std::string>& tasks,
                              const std::string& version)
     : enabled_(config.metrics_enabled), registry_(std::make_shared<prometheus::Registry>()) {
@@ -128,8 +134,7 @@ WorkerMetrics::WorkerMetrics(const WorkerConfig& config, const std::vector<std::
                "Maintenance steps this worker ran as the leader, by step (expire, schedules, "
                "partitions, prune, workers, unique_keys) and result (ok, error).")
            .Register(*registry_);
-  for (const char* step :
-       {"expire", "schedules", "partitions", "prune", "workers", "unique_keys"}) {
+  for (const char* step : MaintenanceSteps()) {
     for (const char* result : {"ok", "error"}) {
       maintenance_runs_[{step, result}] =
           &maintenance_family->Add({{"step", step}, {"result", result}});

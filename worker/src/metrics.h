@@ -9,12 +9,16 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "pgjobs/http/metrics.h"
 #include "pgjobs/worker/config.h"
 #include "pgjobs/worker/job.h"
 
 namespace pgjobs::worker {
+
+/// The steps of jobs.maintain, as its rows and pgjobs_worker_maintenance_runs_total name them.
+const std::vector<const char*>& MaintenanceSteps();
 
 /// The one owner of the worker's metric families. Every configured task's series exist at 0 from
 /// the start. Thread-safe. When disabled, every call is a no-op and Collect() returns only the
