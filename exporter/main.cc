@@ -9,6 +9,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "pgjobs/build_info.h"
 #include "pgjobs/config/command_line.h"
 #include "pgjobs/db/connection.h"
 #include "pgjobs/db/dsn.h"
@@ -58,7 +59,8 @@ Flags ParseFlags(int argc, char** argv) {
       std::cout << kUsage;
       std::exit(0);
     } else if (arg == "--version") {
-      std::cout << "jobs-exporter " << PGJOBS_VERSION << "\n";
+      std::cout << "jobs-exporter " << pgjobs::BuildVersion() << " (revision "
+                << pgjobs::BuildRevision() << ")\n";
       std::exit(0);
     } else if (arg == "--config.check") {
       f.config_check = true;
@@ -119,7 +121,8 @@ std::string LandingPage(const std::string& metrics_path) {
          "<ul><li><a href=\"" +
          metrics_path + "\">" + metrics_path +
          "</a></li><li><a href=\"/-/healthy\">/-/healthy</a></li>"
-         "<li><a href=\"/-/ready\">/-/ready</a></li></ul><p>Version " PGJOBS_VERSION
+         "<li><a href=\"/-/ready\">/-/ready</a></li></ul><p>Version " +
+         std::string(pgjobs::BuildVersion()) + ", revision " + pgjobs::BuildRevision() +
          "</p></body></html>\n";
 }
 
@@ -157,7 +160,7 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  pgjobs::exporter::Exporter exporter(config, PGJOBS_VERSION, logger);
+  pgjobs::exporter::Exporter exporter(config, pgjobs::BuildVersion(), logger);
   const std::string metrics_path = config.telemetry_path;
   std::map<std::string, pgjobs::http::Handler> routes;
   routes[metrics_path] = [&exporter](const pgjobs::http::Request& request) {

@@ -536,6 +536,12 @@ DECLARE
 BEGIN
     -- Each branch names only the transition tables its trigger declares.
     IF TG_OP = 'INSERT' THEN
+        -- Every inserted job is queued once; the pending ones (all, unless inserted running by
+        -- hand) also count as pending. Locked in task order, as add_pending_counts does.
+        INSERT INTO jobs.publish_count AS c (task, shard, n)
+        SELECT r.task, pg_backend_pid() % 16, count(*)
+        FROM new_rows r GROUP BY r.task ORDER BY r.task
+        ON CONFLICT (task, shard) DO UPDATE SET n = c.n + excluded.n;
         SELECT array_agg(task), array_agg(delta) INTO v_tasks, v_deltas
         FROM (SELECT task, count(*) AS delta FROM new_rows WHERE status = 'pending'
               GROUP BY task) AS d;
@@ -559,7 +565,7 @@ END $$;
 
 -- Name: FUNCTION count_pending(); Type: COMMENT; Schema: jobs; Owner: -
 
-COMMENT ON FUNCTION jobs.count_pending() IS 'Internal: statement trigger counting published jobs into jobs.pending_count.';
+COMMENT ON FUNCTION jobs.count_pending() IS 'Internal: statement trigger counting queued jobs into jobs.publish_count and pending ones into jobs.pending_count.';
 
 -- Name: count_pending_row(); Type: FUNCTION; Schema: jobs; Owner: -
 
@@ -2137,6 +2143,18 @@ CREATE TABLE jobs.pruned_count (
 
 COMMENT ON TABLE jobs.pruned_count IS 'Finished jobs deleted by jobs.prune, per status, ever.';
 
+-- Name: publish_count; Type: TABLE; Schema: jobs; Owner: -
+
+CREATE TABLE jobs.publish_count (
+    task character varying NOT NULL,
+    shard integer NOT NULL,
+    n bigint NOT NULL
+);
+
+-- Name: TABLE publish_count; Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON TABLE jobs.publish_count IS 'Jobs inserted into jobs.job_queue, per task, in shards (see jobs.stats_published_by_task).';
+
 -- Name: retention; Type: TABLE; Schema: jobs; Owner: -
 
 CREATE TABLE jobs.retention (
@@ -2221,6 +2239,18 @@ CREATE VIEW jobs.stats_published AS
             ELSE (0)::bigint
         END AS published_total
    FROM jobs.job_id_seq s;
+
+-- Name: stats_published_by_task; Type: VIEW; Schema: jobs; Owner: -
+
+CREATE VIEW jobs.stats_published_by_task AS
+ SELECT c.task,
+    (sum(c.n))::bigint AS published_total
+   FROM jobs.publish_count c
+  GROUP BY c.task;
+
+-- Name: VIEW stats_published_by_task; Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON VIEW jobs.stats_published_by_task IS 'Jobs queued per task, ever: published, queued by a recurring schedule or re-queued by jobs.retry (rolled-back publishes excluded). Role: jobs_monitor.';
 
 -- Name: stats_queue; Type: VIEW; Schema: jobs; Owner: -
 
@@ -2423,6 +2453,11 @@ ALTER TABLE ONLY jobs.pending_count
 
 ALTER TABLE ONLY jobs.pruned_count
     ADD CONSTRAINT pruned_count_pkey PRIMARY KEY (status);
+
+-- Name: publish_count publish_count_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
+
+ALTER TABLE ONLY jobs.publish_count
+    ADD CONSTRAINT publish_count_pkey PRIMARY KEY (task, shard);
 
 -- Name: retention retention_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
 
@@ -2878,6 +2913,11 @@ GRANT SELECT ON TABLE jobs.stats_paused_tasks TO jobs_operator;
 -- Name: TABLE stats_published; Type: ACL; Schema: jobs; Owner: -
 
 GRANT SELECT ON TABLE jobs.stats_published TO jobs_monitor;
+
+-- Name: TABLE stats_published_by_task; Type: ACL; Schema: jobs; Owner: -
+
+GRANT SELECT ON TABLE jobs.stats_published_by_task TO jobs_monitor;
+GRANT SELECT ON TABLE jobs.stats_published_by_task TO jobs_operator;
 
 -- Name: TABLE stats_queue; Type: ACL; Schema: jobs; Owner: -
 

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <thread>
 
+#include "pgjobs/build_info.h"
 #include "pgjobs/config/command_line.h"
 #include "pgjobs/db/connection.h"
 #include "pgjobs/db/dsn.h"
@@ -50,7 +51,8 @@ Flags ParseFlags(int argc, char** argv) {
       std::cout << kUsage;
       std::exit(0);
     } else if (arg == "--version") {
-      std::cout << "jobs-worker " << PGJOBS_VERSION << "\n";
+      std::cout << "jobs-worker " << pgjobs::BuildVersion() << " (revision "
+                << pgjobs::BuildRevision() << ")\n";
       std::exit(0);
     } else if (arg == "--config.check") {
       f.config_check = true;
@@ -129,7 +131,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);  // a command that exits without reading stdin
 
-  pgjobs::worker::Worker worker(config, logger, PGJOBS_VERSION);
+  pgjobs::worker::Worker worker(config, logger, pgjobs::BuildVersion());
   std::thread signal_thread([&] {
     int signal_number = 0;
     sigwait(&signals, &signal_number);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "pgjobs/build_info.h"
 #include "pgjobs/db/error.h"
 
 namespace pgjobs::exporter {
@@ -113,7 +114,10 @@ http::Families Exporter::Collect(Clock::time_point deadline) {
     if (next.dsn != active_.dsn || next.connect_timeout != active_.connect_timeout) {
       source_.reset();
     }
-    if (next.max_tasks != active_.max_tasks) labels_ = TaskLabels(next.max_tasks);
+    if (next.max_tasks != active_.max_tasks) {
+      labels_ = TaskLabels(next.max_tasks);
+      known_tasks_.clear();
+    }
     active_ = next;
   }
   if (!source_) {
@@ -188,10 +192,10 @@ http::Families Exporter::Collect(Clock::time_point deadline) {
                              "metrics.max_tasks tasks were seen.",
                              MetricType::Gauge);
   http::AddSample(folded, {}, static_cast<double>(labels_.Folded()));
-  auto build =
-      http::Family("pgjobs_exporter_build_info",
-                   "A metric with a constant '1' value labeled by version.", MetricType::Gauge);
-  http::AddSample(build, {{"version", version_}}, 1);
+  auto build = http::Family("pgjobs_exporter_build_info",
+                            "A metric with a constant '1' value labeled by version and revision.",
+                            MetricType::Gauge);
+  http::AddSample(build, {{"version", version_}, {"revision", BuildRevision()}}, 1);
 
   out.push_back(std::move(up));
   out.push_back(std::move(success));
@@ -249,6 +253,7 @@ void Exporter::CollectQueue(http::Families& out) {
   }
   queue_tasks_.clear();
   for (const auto& [task, row] : by_label) queue_tasks_.insert(task);
+  known_tasks_.insert(queue_tasks_.begin(), queue_tasks_.end());
   out.push_back(std::move(jobs));
   out.push_back(std::move(ready_age));
   out.push_back(std::move(running_age));
@@ -303,6 +308,19 @@ void Exporter::CollectFinished(http::Families& out) {
   }
   watermark_ = batch.watermark;
 
+  std::map<std::string, double> published_by_task;
+  for (const auto& [task, n] : source_->PublishedByTask()) {
+    published_by_task[labels_.Label(task)] += n;
+  }
+  for (const auto& [task, n] : published_by_task) known_tasks_.insert(task);
+  for (const auto& [key, n] : finished_) known_tasks_.insert(key.first);
+  for (const std::string& task : known_tasks_) {
+    published_by_task.try_emplace(task, 0);
+    for (const char* status : {"success", "failure", "expired", "cancelled"}) {
+      finished_.try_emplace({task, status}, 0);
+    }
+  }
+
   auto finished = http::Family("pgjobs_jobs_finished_total",
                                "Jobs finished since the exporter started, by final status "
                                "(success, failure, expired, cancelled).",
@@ -332,9 +350,12 @@ void Exporter::CollectFinished(http::Families& out) {
   http::AddSample(resets, {}, finished_resets_);
   out.push_back(std::move(resets));
   auto published = http::Family("pgjobs_jobs_published_total",
-                                "Job ids handed out by publish (rolled-back publishes included).",
+                                "Jobs queued, ever, by task: published, queued by a recurring "
+                                "schedule, or re-queued by jobs.retry.",
                                 MetricType::Counter);
-  http::AddSample(published, {}, source_->PublishedTotal());
+  for (const auto& [task, n] : published_by_task) {
+    http::AddSample(published, {{"task", task}}, n);
+  }
   out.push_back(std::move(finished));
   out.push_back(std::move(wait));
   out.push_back(std::move(run));
@@ -355,6 +376,7 @@ void Exporter::CollectWorkers(http::Families& out) {
                                "after their timeout.",
                                MetricType::Gauge);
   std::map<std::string, double> by_label;
+  for (const std::string& task : known_tasks_) by_label[task] = 0;
   for (const auto& [task, n] : source_->JobsOnStaleWorkers()) by_label[labels_.Label(task)] += n;
   for (const auto& [task, n] : by_label) http::AddSample(on_stale, {{"task", task}}, n);
   out.push_back(std::move(workers));
@@ -426,7 +448,7 @@ void Exporter::CollectUniqueAndRecurring(http::Families& out) {
                             "unique key, ever, by task.",
                             MetricType::Counter);
   std::map<std::string, double> by_task;
-  for (const std::string& task : queue_tasks_) by_task[task] = 0;
+  for (const std::string& task : known_tasks_) by_task[task] = 0;
   for (const auto& [task, n] : source_->Deduplicated()) by_task[labels_.Label(task)] += n;
   for (const auto& [task, n] : by_task) http::AddSample(dedup, {{"task", task}}, n);
   out.push_back(std::move(dedup));

@@ -100,10 +100,12 @@ FinishedBatch StatsSource::Finished(std::optional<long long> after,
   return batch;
 }
 
-double StatsSource::PublishedTotal() {
-  return Conn()
-      .Query("stats_published", "SELECT published_total FROM jobs.stats_published")
-      .Double(0, 0);
+std::vector<std::pair<std::string, double>> StatsSource::PublishedByTask() {
+  db::Result r = Conn().Query("stats_published_by_task",
+                              "SELECT task, published_total FROM jobs.stats_published_by_task");
+  std::vector<std::pair<std::string, double>> out;
+  for (int i = 0; i < r.Rows(); ++i) out.emplace_back(r.Text(i, 0), r.Double(i, 1));
+  return out;
 }
 
 std::pair<double, double> StatsSource::Workers() {

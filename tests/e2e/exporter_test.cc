@@ -154,16 +154,29 @@ TEST_F(ExporterTest, EveryMetricHasTheExactValueOfTheQueue) {
   EXPECT_EQ(m["pgjobs_job_wait_seconds_count{task=\"e\"}"], 2);
   EXPECT_EQ(m["pgjobs_job_run_seconds_bucket{task=\"f\",le=\"0.05\"}"], 0) << "ran past 0.05 s";
   EXPECT_EQ(m["pgjobs_job_run_seconds_bucket{task=\"f\",le=\"+Inf\"}"], 1);
-  EXPECT_EQ(m["pgjobs_jobs_published_total"], 10);
+  EXPECT_EQ(m["pgjobs_jobs_published_total{task=\"a\"}"], 4);
+  EXPECT_EQ(m["pgjobs_jobs_published_total{task=\"e\"}"], 2);
+  // Known tasks start at 0, so that "nothing happened" is a 0 and not a missing series.
+  EXPECT_EQ(m.count("pgjobs_jobs_finished_total{task=\"a\",status=\"expired\"}"), 1u);
+  EXPECT_EQ(m["pgjobs_jobs_finished_total{task=\"a\",status=\"expired\"}"], 0);
+  EXPECT_EQ(m.count("pgjobs_jobs_on_stale_workers{task=\"a\"}"), 1u);
 
   EXPECT_EQ(m["pgjobs_workers{state=\"alive\"}"], 1);
   EXPECT_EQ(m["pgjobs_workers{state=\"stale\"}"], 1);
   EXPECT_EQ(m["pgjobs_jobs_on_stale_workers{task=\"c\"}"], 1);
-  EXPECT_EQ(m.count("pgjobs_jobs_on_stale_workers{task=\"d\"}"), 0u);
+  EXPECT_EQ(m.count("pgjobs_jobs_on_stale_workers{task=\"d\"}"), 1u) << "known tasks start at 0";
+  EXPECT_EQ(m["pgjobs_jobs_on_stale_workers{task=\"d\"}"], 0);
 
   EXPECT_GT(m["pgjobs_table_size_bytes{table=\"job_queue\"}"], 0);
   EXPECT_EQ(m.count("pgjobs_notification_queue_usage_ratio"), 1u);
-  EXPECT_EQ(m["pgjobs_exporter_build_info{version=\"0.1.0\"}"], 1);
+  // The revision of build_info is the one --version prints: "jobs-exporter 0.1.0 (revision R)".
+  ProcessResult version = RunProcess({kBin, "--version"});
+  std::smatch revision;
+  ASSERT_TRUE(std::regex_search(version.out, revision, std::regex(R"(\(revision ([^)]+)\))")))
+      << version.out;
+  EXPECT_NE(revision[1].str(), "");
+  EXPECT_EQ(
+      m["pgjobs_exporter_build_info{version=\"0.1.0\",revision=\"" + revision[1].str() + "\"}"], 1);
   EXPECT_GT(m["process_resident_memory_bytes"], 0);
 
   // Never double-counted: nothing finished since, so the counters stand still.
@@ -189,7 +202,9 @@ std::string StablePart(const std::string& text) {
     const bool sample = !line.empty() && line[0] != '#';
     if (sample && std::regex_search(line, kVolatile)) continue;
     if (!sample && line.find("process_") != std::string::npos) continue;
-    out += line + "\n";
+    // The build's git revision changes with every commit.
+    static const std::regex kRevision("revision=\"[^\"]*\"");
+    out += std::regex_replace(line, kRevision, "revision=\"REVISION\"") + "\n";
   }
   return out;
 }

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "pgjobs/build_info.h"
 #include "pgjobs/db/connection.h"
 #include "pgjobs/log/logger.h"
 #include "tests/e2e/worker_fixture.h"
@@ -76,7 +77,9 @@ tasks:
   EXPECT_EQ(m["pgjobs_worker_database_up"], 1);
   EXPECT_GT(m["pgjobs_worker_db_call_duration_seconds_count{call=\"consume\"}"], 0);
   EXPECT_GT(m["pgjobs_worker_last_job_finished_timestamp_seconds"], 1.7e9);
-  EXPECT_EQ(m["pgjobs_worker_build_info{version=\"0.1.0\"}"], 1);
+  EXPECT_EQ(m["pgjobs_worker_build_info{revision=\"" + std::string(BuildRevision()) +
+              "\",version=\"0.1.0\"}"],
+            1);
   EXPECT_GT(m["pgjobs_worker_busy_seconds_total"], 0.3);
 
   const std::string scrape = dir_ + "/scrape.prom";

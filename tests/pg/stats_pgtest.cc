@@ -84,6 +84,33 @@ TEST_F(StatsTest, TasksThatLeftTheQueueDisappear) {
   EXPECT_EQ(ReadStats(Conn()).count("gone"), 0u);
 }
 
+TEST_F(StatsTest, PublishedCountsEveryQueuedJobPerTaskAndNothingRolledBack) {
+  auto published = [&](const std::string& task) {
+    return Int(
+        "SELECT coalesce((SELECT published_total FROM jobs.stats_published_by_task "
+        "WHERE task = $1), 0)",
+        {task});
+  };
+  Publish("mail");
+  Conn().Query("bulk",
+               "SELECT count(*) FROM jobs.publish_bulk(ARRAY(SELECT (t, NULL, NULL, NULL, NULL, "
+               "0)::jobs.bulk_job FROM unnest(ARRAY['mail', 'mail', 'sms']) t))");
+  Conn().Execute("rolled back", "BEGIN; SELECT jobs.publish('mail'); ROLLBACK");
+  // A unique key that is held queues nothing, so it is not counted as queued.
+  Publish("sms", "i_unique_key => 'k'");
+  Publish("sms", "i_unique_key => 'k'");
+  EXPECT_EQ(published("mail"), 3);
+  EXPECT_EQ(published("sms"), 2);
+
+  // Finished and then retried by an operator: queued again, so counted again.
+  const long long id = Int("SELECT job_id FROM jobs.consume(1, ARRAY['sms'])");
+  Conn().Query("nack", "SELECT jobs.nack($1::bigint, 'no')", {std::to_string(id)});
+  ASSERT_EQ(Int("SELECT count(*) FROM jobs.job WHERE job_id = $1", {std::to_string(id)}), 1);
+  ASSERT_EQ(Int("SELECT count(*) FROM jobs.retry(ARRAY[$1::bigint])", {std::to_string(id)}), 1);
+  EXPECT_EQ(published("sms"), 3);
+  EXPECT_EQ(published("mail"), 3);
+}
+
 TEST_F(StatsTest, CountersStayExactUnderConcurrentWork) {
   Conn().Query("bulk",
                "SELECT count(*) FROM jobs.publish_bulk(ARRAY(SELECT ('t' || (i % 4), NULL, NULL, "

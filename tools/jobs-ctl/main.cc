@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "pgjobs/build_info.h"
 #include "pgjobs/db/connection.h"
 #include "pgjobs/db/dsn.h"
 #include "pgjobs/db/error.h"
@@ -107,7 +108,8 @@ Args Parse(int argc, char** argv) {
       std::exit(0);
     }
     if (arg == "--version") {
-      std::cout << "jobs-ctl " << PGJOBS_VERSION << "\n";
+      std::cout << "jobs-ctl " << pgjobs::BuildVersion() << " (revision " << pgjobs::BuildRevision()
+                << ")\n";
       std::exit(0);
     }
     if (arg.starts_with("--")) {

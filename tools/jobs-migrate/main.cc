@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "pgjobs/build_info.h"
 #include "pgjobs/db/connection.h"
 #include "pgjobs/db/dsn.h"
 #include "pgjobs/migrate/migrator.h"
@@ -41,7 +42,8 @@ std::optional<Options> Parse(int argc, char** argv) {
       std::exit(0);
     } else if (arg == "--version") {
       const auto& migrations = pgjobs::migrate::BundledMigrations();
-      std::cout << "jobs-migrate " << PGJOBS_VERSION << " (schema version "
+      std::cout << "jobs-migrate " << pgjobs::BuildVersion() << " (revision "
+                << pgjobs::BuildRevision() << ", schema version "
                 << (migrations.empty() ? 0 : migrations.back().version) << ")\n";
       std::exit(0);
     } else if (arg == "--status") {

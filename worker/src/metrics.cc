@@ -2,6 +2,8 @@
 
 #include <chrono>
 
+#include "pgjobs/build_info.h"
+
 namespace pgjobs::worker {
 namespace {
 
@@ -142,9 +144,9 @@ WorkerMetrics::WorkerMetrics(const WorkerConfig& config, const std::vector<std::
   }
   BuildGauge()
       .Name("pgjobs_worker_build_info")
-      .Help("A metric with a constant '1' value labeled by version.")
+      .Help("A metric with a constant '1' value labeled by version and revision.")
       .Register(*registry_)
-      .Add({{"version", version}})
+      .Add({{"version", version}, {"revision", BuildRevision()}})
       .Set(1);
 
   // Every series at 0 from the start, so that rates and alerts see them before the first job.

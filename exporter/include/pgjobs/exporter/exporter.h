@@ -101,6 +101,9 @@ class Exporter {
   std::map<std::string, TaskHistograms> histograms_;
   // The task labels of the last queue collection: pgjobs_task_paused is 0 for those not paused.
   std::set<std::string> queue_tasks_;
+  // Every task label seen since start (queued, published or finished): their counters and
+  // per-task gauges are served from 0, so that a healthy system shows 0 rather than no data.
+  std::set<std::string> known_tasks_;
   std::map<std::string, CachedCustom> custom_cache_;
   ExporterConfig active_;  // the configuration the current collection runs with
 

@@ -82,7 +82,8 @@ class StatsSource {
   FinishedBatch Finished(std::optional<long long> after, const std::vector<double>& wait_bounds,
                          const std::vector<double>& run_bounds,
                          const std::vector<double>& attempt_bounds);
-  double PublishedTotal();
+  /// (task, jobs queued ever: published, by a schedule or by jobs.retry)
+  std::vector<std::pair<std::string, double>> PublishedByTask();
   /// (alive, stale)
   std::pair<double, double> Workers();
   /// (task, running jobs held by stale workers)
