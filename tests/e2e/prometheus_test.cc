@@ -1,6 +1,8 @@
-// End to end with a real Prometheus: PostgreSQL, jobs-exporter, jobs-worker and Prometheus
-// scraping both every second with the alert rules; every dashboard query must return data, and
-// the expired-jobs and database-down alerts must become pending or firing.
+// End to end with a real Prometheus: two databases, each with its jobs-exporter and a jobs-worker,
+// and Prometheus scraping the four every second under job names of our choosing, with the alert
+// rules. Every dashboard query must return data on a healthy system, and the expired-jobs,
+// timeout and database-down alerts must become pending or firing with the labels of the
+// database (or pool) in trouble, and never for the healthy one.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -51,60 +53,101 @@ std::string UrlEncode(const std::string& s) {
 }
 
 std::string Fill(std::string expr) {
-  expr = std::regex_replace(expr, std::regex(R"(\$__rate_interval)"), "1m");
-  return std::regex_replace(expr, std::regex(R"(\$task|\$instance)"), ".*");
+  expr = std::regex_replace(expr, std::regex(R"(\$__rate_interval|\$__range)"), "1m");
+  return std::regex_replace(expr, std::regex(R"(\$\w+)"), ".*");
 }
 
-// The states of the alerts named `name` (pending, firing), from Prometheus' API.
-std::vector<std::string> AlertStates(int port, const std::string& name) {
+// The label sets of the alerts named `name`, pending or firing, from Prometheus' API.
+std::vector<json> Alerts(int port, const std::string& name) {
   HttpResponse r = HttpGet(port, "/api/v1/alerts");
-  std::vector<std::string> states;
-  if (r.status != 200) return states;
+  std::vector<json> alerts;
+  if (r.status != 200) return alerts;
   // Keep the document alive: a range-for over a member of a temporary would dangle.
   const json body = json::parse(r.body);
   for (const auto& alert : body["data"]["alerts"]) {
-    if (alert["labels"]["alertname"] == name) states.push_back(alert["state"]);
+    if (alert["labels"]["alertname"] == name) alerts.push_back(alert["labels"]);
   }
-  return states;
+  return alerts;
 }
 
-bool WaitForAlert(int port, const std::string& name, int seconds) {
+// Waits until an alert named `name` carries `label`=`value`; returns every alert of that name.
+std::vector<json> WaitForAlert(int port, const std::string& name, const std::string& label,
+                               const std::string& value, int seconds) {
+  std::vector<json> alerts;
   for (int i = 0; i < seconds * 5; ++i) {
-    if (!AlertStates(port, name).empty()) return true;
+    alerts = Alerts(port, name);
+    for (const json& labels : alerts) {
+      if (labels.value(label, "") == value) return alerts;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return alerts;
+}
+
+// Whether any alert of `alerts` has `label`=`value`.
+bool AnyWith(const std::vector<json>& alerts, const std::string& label, const std::string& value) {
+  for (const json& labels : alerts) {
+    if (labels.value(label, "") == value) return true;
   }
   return false;
 }
 
-TEST(PrometheusEndToEnd, EveryDashboardQueryHasDataAndTheAlertsFire) {
-  const std::string dsn = PgCluster::Shared().FreshDatabase();
-  db::Connection conn(db::ConnectOptions{.dsn = dsn});
+// One database with its exporter and worker.
+struct Site {
+  std::string dsn;
+  std::unique_ptr<BackgroundProcess> exporter, worker;
+  std::string exporter_target, worker_target;
+};
+
+Site StartSite(const std::string& dir, const std::string& name, const std::string& tasks) {
+  Site site;
+  site.dsn = PgCluster::Shared().FreshDatabase();
+  site.exporter = std::make_unique<BackgroundProcess>(
+      std::vector<std::string>{PGJOBS_EXPORTER_BIN, "--web.listen-address=127.0.0.1:0"},
+      std::vector<std::string>{"PGJOBS_DSN=" + site.dsn});
+  EXPECT_TRUE(site.exporter->WaitForOutput("msg=listening")) << site.exporter->Output();
+  const std::string config = dir + "/worker-" + name + ".yaml";
+  std::ofstream(config) << "database: {dsn: \"" << site.dsn << "\"}\n"
+                        << "worker: {concurrency: 4, poll_interval: 60s}\n"
+                        << "tasks:\n"
+                        << tasks;
+  site.worker = std::make_unique<BackgroundProcess>(
+      std::vector<std::string>{PGJOBS_WORKER_BIN, "--config.file=" + config,
+                               "--web.listen-address=127.0.0.1:0"},
+      std::vector<std::string>{});
+  EXPECT_TRUE(site.worker->WaitForOutput("msg=registered")) << site.worker->Output();
+  site.exporter_target = "127.0.0.1:" + std::to_string(site.exporter->LoggedInt("ports"));
+  site.worker_target = "127.0.0.1:" + std::to_string(site.worker->LoggedInt("ports"));
+  return site;
+}
+
+TEST(PrometheusEndToEnd, EveryDashboardQueryHasDataAndTheAlertsFireForTheRightDatabase) {
   char tmpl[] = "/tmp/pgjobs-prometheus-XXXXXX";
   const std::string dir = mkdtemp(tmpl);
 
-  BackgroundProcess exporter({PGJOBS_EXPORTER_BIN, "--web.listen-address=127.0.0.1:0"},
-                             {"PGJOBS_DSN=" + dsn});
-  ASSERT_TRUE(exporter.WaitForOutput("msg=listening")) << exporter.Output();
-  std::ofstream(dir + "/worker.yaml") << "database: {dsn: \"" << dsn << "\"}\n"
-                                      << "worker: {concurrency: 4, poll_interval: 60s}\n"
-                                      << "tasks:\n"
-                                      << "  ok: {command: [/bin/sh, -c, 'sleep 0.05']}\n"
-                                      << "  fail: {command: [/bin/sh, -c, 'exit 1']}\n"
-                                      << "  slow: {command: [/bin/sh, -c, 'sleep 5']}\n";
-  BackgroundProcess worker({PGJOBS_WORKER_BIN, "--config.file=" + dir + "/worker.yaml",
-                            "--web.listen-address=127.0.0.1:0"},
-                           {});
-  ASSERT_TRUE(worker.WaitForOutput("msg=registered")) << worker.Output();
+  // "orders" is in trouble: failures, timeouts, expired jobs. "billing" is healthy.
+  Site orders = StartSite(dir, "orders",
+                          "  ok: {command: [/bin/sh, -c, 'sleep 0.05']}\n"
+                          "  fail: {command: [/bin/sh, -c, 'exit 1']}\n"
+                          "  slow: {command: [/bin/sh, -c, 'sleep 5']}\n");
+  Site billing = StartSite(dir, "billing",
+                           "  ok: {command: [/bin/sh, -c, 'sleep 0.05']}\n"
+                           "  fail: {command: [/bin/sh, -c, 'exit 1']}\n"
+                           "  slow: {command: [/bin/sh, -c, 'sleep 5']}\n");
 
+  // Job names as annotation discovery makes them: both exporters under one job, told apart by
+  // instance; the workers in two pools.
   const int prometheus_port = FreePort();
   std::ofstream(dir + "/prometheus.yml")
       << "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
       << "rule_files: [\"" << kSource << "/config/prometheus/alerts.yml\"]\n"
       << "scrape_configs:\n"
-      << "  - job_name: pgjobs-exporter\n    static_configs: [{targets: [\"127.0.0.1:"
-      << exporter.LoggedInt("ports") << "\"]}]\n"
-      << "  - job_name: pgjobs-worker\n    static_configs: [{targets: [\"127.0.0.1:"
-      << worker.LoggedInt("ports") << "\"]}]\n";
+      << "  - job_name: kubernetes-pods\n    static_configs: [{targets: [\""
+      << orders.exporter_target << "\", \"" << billing.exporter_target << "\"]}]\n"
+      << "  - job_name: orders-workers\n    static_configs: [{targets: [\"" << orders.worker_target
+      << "\"]}]\n"
+      << "  - job_name: billing-workers\n    static_configs: [{targets: [\""
+      << billing.worker_target << "\"]}]\n";
   BackgroundProcess prometheus(
       {"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
        "--storage.tsdb.path=" + dir + "/data",
@@ -114,24 +157,31 @@ TEST(PrometheusEndToEnd, EveryDashboardQueryHasDataAndTheAlertsFire) {
       << prometheus.Output();
 
   // Prometheus hands targets to its scrapers in 5 s batches. The exporter's counters count from
-  // its first scrape, so wait until both targets have been scraped before running jobs.
+  // its first scrape, so wait until every target has been scraped before running jobs.
   for (int i = 0; i < 100; ++i) {
     const json up = json::parse(HttpGet(prometheus_port, "/api/v1/query?query=up").body);
-    if (up["data"]["result"].size() == 2) break;
+    if (up["data"]["result"].size() == 4) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
 
+  db::Connection conn(db::ConnectOptions{.dsn = orders.dsn});
+  db::Connection healthy(db::ConnectOptions{.dsn = billing.dsn});
   // Jobs that succeed, fail after a retry, and time out; then one that finishes as expired.
   conn.Execute("jobs", R"sql(
     SELECT jobs.publish('ok') FROM generate_series(1, 10);
     SELECT jobs.publish('fail', i_max_retries => 1) FROM generate_series(1, 2);
     SELECT jobs.publish('slow', i_timeout => 0.3, i_max_retries => 0);
   )sql");
+  healthy.Execute("jobs", "SELECT jobs.publish('ok') FROM generate_series(1, 10)");
   for (int i = 0; i < 200; ++i) {
-    if (conn.Query("count", "SELECT count(*) FROM jobs.job").Int(0, 0) == 13) break;
+    if (conn.Query("count", "SELECT count(*) FROM jobs.job").Int(0, 0) == 13 &&
+        healthy.Query("count", "SELECT count(*) FROM jobs.job").Int(0, 0) == 10) {
+      break;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   ASSERT_EQ(conn.Query("count", "SELECT count(*) FROM jobs.job").Int(0, 0), 13);
+  ASSERT_EQ(healthy.Query("count", "SELECT count(*) FROM jobs.job").Int(0, 0), 10);
   conn.Execute("an expired job", R"sql(
     SELECT jobs.publish('orphan_done', i_timeout => 0.1, i_max_retries => 0);
     SELECT count(*) FROM jobs.consume(1, ARRAY['orphan_done']);
@@ -172,7 +222,7 @@ TEST(PrometheusEndToEnd, EveryDashboardQueryHasDataAndTheAlertsFire) {
       }
     }
   }
-  EXPECT_GE(queries, 30);
+  EXPECT_GE(queries, 60);
   EXPECT_TRUE(empty.empty()) << "queries without data:\n"
                              << [&] {
                                   std::string s;
@@ -180,17 +230,49 @@ TEST(PrometheusEndToEnd, EveryDashboardQueryHasDataAndTheAlertsFire) {
                                   return s;
                                 }();
 
-  EXPECT_TRUE(WaitForAlert(prometheus_port, "PgjobsJobsExpiring", 10))
+  // The alerts of "orders", with its labels; none for "billing".
+  std::vector<json> expiring =
+      WaitForAlert(prometheus_port, "PgjobsJobsExpiring", "instance", orders.exporter_target, 10);
+  EXPECT_TRUE(AnyWith(expiring, "instance", orders.exporter_target))
       << HttpGet(prometheus_port, "/api/v1/alerts").body;
-  EXPECT_TRUE(WaitForAlert(prometheus_port, "PgjobsJobsOnStaleWorkers", 10));
-  EXPECT_TRUE(AlertStates(prometheus_port, "PgjobsDatabaseUnreachable").empty());
+  EXPECT_TRUE(AnyWith(expiring, "job", "kubernetes-pods"));
+  EXPECT_FALSE(AnyWith(expiring, "instance", billing.exporter_target));
+  std::vector<json> timing_out =
+      WaitForAlert(prometheus_port, "PgjobsJobsTimingOut", "job", "orders-workers", 10);
+  EXPECT_TRUE(AnyWith(timing_out, "task", "slow"))
+      << HttpGet(prometheus_port, "/api/v1/alerts").body;
+  EXPECT_FALSE(AnyWith(timing_out, "job", "billing-workers"));
+  std::vector<json> stale = WaitForAlert(prometheus_port, "PgjobsJobsOnStaleWorkers", "instance",
+                                         orders.exporter_target, 10);
+  EXPECT_TRUE(AnyWith(stale, "instance", orders.exporter_target));
+  EXPECT_TRUE(Alerts(prometheus_port, "PgjobsDatabaseUnreachable").empty());
+  EXPECT_TRUE(Alerts(prometheus_port, "PgjobsExporterAbsent").empty());
 
-  PgCluster::Shared().Stop();
-  const bool database_down = WaitForAlert(prometheus_port, "PgjobsDatabaseUnreachable", 15);
-  const bool worker_database_down = WaitForAlert(prometheus_port, "PgjobsWorkerDatabaseDown", 15);
-  PgCluster::Shared().Start();
-  EXPECT_TRUE(database_down) << HttpGet(prometheus_port, "/api/v1/alerts").body;
-  EXPECT_TRUE(worker_database_down);
+  // Only billing's database goes away: no new connections, and its sessions ended.
+  const std::string billing_db(healthy.Query("db", "SELECT current_database()").Text(0, 0));
+  {
+    db::Connection admin(db::ConnectOptions{.dsn = orders.dsn});
+    admin.Execute("close billing",
+                  "ALTER DATABASE \"" + billing_db + "\" WITH ALLOW_CONNECTIONS false");
+    admin.Query("end its sessions",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                {billing_db});
+  }
+  std::vector<json> unreachable = WaitForAlert(prometheus_port, "PgjobsDatabaseUnreachable",
+                                               "instance", billing.exporter_target, 20);
+  std::vector<json> worker_down = WaitForAlert(prometheus_port, "PgjobsWorkerDatabaseDown",
+                                               "instance", billing.worker_target, 20);
+  EXPECT_TRUE(AnyWith(unreachable, "instance", billing.exporter_target))
+      << HttpGet(prometheus_port, "/api/v1/alerts").body;
+  EXPECT_FALSE(AnyWith(unreachable, "instance", orders.exporter_target));
+  EXPECT_TRUE(AnyWith(worker_down, "job", "billing-workers"))
+      << HttpGet(prometheus_port, "/api/v1/alerts").body;
+  EXPECT_FALSE(AnyWith(worker_down, "job", "orders-workers"));
+  {
+    db::Connection admin(db::ConnectOptions{.dsn = orders.dsn});
+    admin.Execute("reopen billing",
+                  "ALTER DATABASE \"" + billing_db + "\" WITH ALLOW_CONNECTIONS true");
+  }
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
 }

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
+#include <sstream>
 
 #include "tests/harness/process.h"
 
@@ -23,8 +24,8 @@ json Load(const std::string& name) {
 
 /// A dashboard query with its template variables filled in as Prometheus would see them.
 std::string Fill(std::string expr) {
-  expr = std::regex_replace(expr, std::regex(R"(\$__rate_interval)"), "1m");
-  expr = std::regex_replace(expr, std::regex(R"(\$task|\$instance)"), ".*");
+  expr = std::regex_replace(expr, std::regex(R"(\$__rate_interval|\$__range)"), "1m");
+  expr = std::regex_replace(expr, std::regex(R"(\$\w+)"), ".*");
   return expr;
 }
 
@@ -47,10 +48,45 @@ TEST_P(DashboardTest, HasTheStructureGrafanaImports) {
   EXPECT_EQ(d["__inputs"][0]["pluginId"], "prometheus");
   std::set<std::string> variables;
   for (const auto& v : d["templating"]["list"]) variables.insert(v["name"].get<std::string>());
-  EXPECT_TRUE(variables.contains("datasource"));
-  EXPECT_TRUE(variables.contains("task"));
+  for (const char* name : {"datasource", "job", "instance", "task"}) {
+    EXPECT_TRUE(variables.contains(name)) << "no variable " << name;
+  }
   ASSERT_EQ(d["links"].size(), 1u) << "a link to the other dashboard";
   EXPECT_TRUE(d["links"][0]["url"].get<std::string>().starts_with("/d/pgjobs-"));
+}
+
+// One database (or pool, or worker) at a time: a query that ignored a variable would sum every
+// database into one line.
+TEST_P(DashboardTest, EveryQueryFiltersByJobAndInstance) {
+  const json d = Load(GetParam());
+  for (const auto& p : d["panels"]) {
+    for (const auto& t : p["targets"]) {
+      const std::string expr = t["expr"];
+      EXPECT_NE(expr.find(R"(job=~"$job")"), std::string::npos) << p["title"] << ": " << expr;
+      EXPECT_NE(expr.find(R"(instance=~"$instance")"), std::string::npos)
+          << p["title"] << ": " << expr;
+    }
+  }
+}
+
+TEST_P(DashboardTest, OpensWithARowOfStatsAndHasATableOfTheWorstTasksOrWorkers) {
+  const json d = Load(GetParam());
+  int stats_on_top = 0;
+  for (const auto& p : d["panels"]) {
+    if (p["gridPos"]["y"] == 0) {
+      EXPECT_EQ(p["type"], "stat") << p["title"];
+      ++stats_on_top;
+    }
+  }
+  EXPECT_GE(stats_on_top, 4);
+  if (GetParam() == "pgjobs-queue.json") {
+    bool worst_tasks = false;
+    for (const auto& p : d["panels"]) {
+      worst_tasks |= p["type"] == "table" && p["targets"][0]["expr"].get<std::string>().find(
+                                                 "topk(10") != std::string::npos;
+    }
+    EXPECT_TRUE(worst_tasks) << "a table of the tasks with most failures";
+  }
 }
 
 TEST_P(DashboardTest, EveryPanelHasAQueryADescriptionAUnitAndThresholds) {
@@ -94,6 +130,12 @@ TEST_P(DashboardTest, EveryQueryParsesAsPromQL) {
   std::filesystem::remove_all(dir, ec);
 }
 
+// The committed rules and dashboards are what mixin/ generates (mixin/generate --check).
+TEST(Mixin, GeneratesTheCommittedRulesAndDashboards) {
+  ProcessResult r = RunProcess({std::string(PGJOBS_SOURCE_DIR) + "/mixin/generate", "--check"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+}
+
 INSTANTIATE_TEST_SUITE_P(Dashboards, DashboardTest,
                          ::testing::Values("pgjobs-queue.json", "pgjobs-workers.json"));
 
@@ -106,6 +148,54 @@ TEST(AlertRules, PassPromtoolCheckAndTheirUnitTests) {
       {"/usr/bin/promtool", "test", "rules", root + "/tests/prometheus/alerts_test.yml"});
   EXPECT_EQ(test.exit_code, 0) << test.out << test.err;
   EXPECT_NE(test.out.find("SUCCESS"), std::string::npos) << test.out;
+}
+
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Every alert has its promtool test, a runbook in the README, and the annotations that
+// Alertmanager templates and on-call engineers rely on.
+TEST(AlertRules, EachHasATestARunbookAndItsAnnotations) {
+  const std::string root = PGJOBS_SOURCE_DIR;
+  const std::string rules = ReadText(root + "/config/prometheus/alerts.yml");
+  const std::string tests = ReadText(root + "/tests/prometheus/alerts_test.yml");
+  const std::string readme = ReadText(root + "/README.md");
+  static const std::regex kAlert(R"re(- alert: "?(\w+)"?)re");
+  int alerts = 0;
+  for (auto it = std::sregex_iterator(rules.begin(), rules.end(), kAlert);
+       it != std::sregex_iterator(); ++it) {
+    const std::string name = (*it)[1];
+    ++alerts;
+    EXPECT_NE(tests.find("alertname: " + name + "\n"), std::string::npos)
+        << name << " has no promtool test";
+    EXPECT_NE(readme.find("#### " + name + "\n"), std::string::npos)
+        << name << " has no runbook (a \"#### " << name << "\" heading) in README.md";
+    std::string lower = name;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    EXPECT_NE(rules.find("README.md#" + lower + "\""), std::string::npos) << name;
+  }
+  EXPECT_GE(alerts, 18);
+  static const std::regex kSummary(R"re(summary: "((?:[^"\\]|\\.)*)")re");
+  for (auto it = std::sregex_iterator(rules.begin(), rules.end(), kSummary);
+       it != std::sregex_iterator(); ++it) {
+    const std::string summary = (*it)[1];
+    EXPECT_TRUE(summary.ends_with(".")) << summary;
+    EXPECT_EQ(summary.find("{{"), std::string::npos) << "a static summary: " << summary;
+  }
+  auto count = [&](const std::string& needle) {
+    int n = 0;
+    for (size_t at = rules.find(needle); at != std::string::npos; at = rules.find(needle, at + 1))
+      ++n;
+    return n;
+  };
+  EXPECT_EQ(count("summary: "), alerts);
+  EXPECT_EQ(count("description: "), alerts);
+  EXPECT_EQ(count("runbook_url: "), alerts);
+  EXPECT_EQ(count("dashboard_url: "), alerts);
 }
 
 }  // namespace
