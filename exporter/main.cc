@@ -17,6 +17,7 @@
 #include "pgjobs/exporter/exporter.h"
 #include "pgjobs/http/server.h"
 #include "pgjobs/http/web_config.h"
+#include "pgjobs/http/web_flags.h"
 #include "pgjobs/log/logger.h"
 
 namespace {
@@ -31,21 +32,20 @@ constexpr const char* kUsage =
     "\n"
     "  --config.file=FILE          YAML configuration (see config/exporter.example.yaml)\n"
     "  --config.check              validate the configuration and exit\n"
-    "  --web.listen-address=ADDR   address to listen on, repeatable (default :9467)\n"
-    "  --web.telemetry-path=PATH   path of the metrics (default /metrics)\n"
-    "  --web.config.file=FILE      basic auth users (exporter-toolkit web config format)\n"
     "  --log.level=LEVEL           debug, info, warn or error (default info)\n"
     "  --log.format=FORMAT         logfmt or json (default logfmt)\n"
-    "  --version                   print the version and exit\n"
+    "  --version                   print the version and exit\n";
+
+constexpr const char* kSignalsUsage =
+    "The default listen address is :9467.\n"
     "\n"
-    "SIGHUP reloads the configuration file, keeping the old one if the new one is invalid.\n";
+    "SIGHUP reloads the configuration file and the web configuration file, keeping the old\n"
+    "ones if a new one is invalid.\n";
 
 struct Flags {
   std::string config_file;
   bool config_check = false;
-  std::vector<std::string> listen_addresses;
-  std::string telemetry_path;
-  std::string web_config_file;
+  pgjobs::http::WebFlags web;
   std::string log_level = "info";
   std::string log_format = "logfmt";
 };
@@ -54,9 +54,8 @@ Flags ParseFlags(int argc, char** argv) {
   Flags f;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    std::string value;
     if (arg == "-h" || arg == "--help") {
-      std::cout << kUsage;
+      std::cout << kUsage << pgjobs::http::kWebFlagsUsage << kSignalsUsage;
       std::exit(0);
     } else if (arg == "--version") {
       std::cout << "jobs-exporter " << pgjobs::BuildVersion() << " (revision "
@@ -65,14 +64,9 @@ Flags ParseFlags(int argc, char** argv) {
     } else if (arg == "--config.check") {
       f.config_check = true;
     } else if (pgjobs::config::TakeFlagValue(argc, argv, i, "--config.file", f.config_file) ||
-               pgjobs::config::TakeFlagValue(argc, argv, i, "--web.telemetry-path",
-                                             f.telemetry_path) ||
-               pgjobs::config::TakeFlagValue(argc, argv, i, "--web.config.file",
-                                             f.web_config_file) ||
+               pgjobs::http::TakeWebFlag(argc, argv, i, f.web) ||
                pgjobs::config::TakeFlagValue(argc, argv, i, "--log.level", f.log_level) ||
                pgjobs::config::TakeFlagValue(argc, argv, i, "--log.format", f.log_format)) {
-    } else if (pgjobs::config::TakeFlagValue(argc, argv, i, "--web.listen-address", value)) {
-      f.listen_addresses.push_back(value);
     } else {
       throw pgjobs::Error("unknown flag '" + arg + "' (see --help)");
     }
@@ -88,24 +82,9 @@ ExporterConfig LoadConfig(const Flags& flags) {
         pgjobs::exporter::ParseExporterConfig(pgjobs::config::ReadConfigFile(flags.config_file),
                                               flags.config_file, pgjobs::config::ProcessEnv);
   }
-  if (!flags.listen_addresses.empty()) {
-    for (const auto& a : flags.listen_addresses) {
-      try {
-        pgjobs::http::NormalizeListenAddress(a);
-      } catch (const pgjobs::Error& e) {
-        throw pgjobs::Error(std::string("--web.listen-address: ") + e.what());
-      }
-    }
-    config.listen_addresses = flags.listen_addresses;
-  }
-  if (!flags.telemetry_path.empty()) {
-    if (!flags.telemetry_path.starts_with("/") || flags.telemetry_path.starts_with("/-/") ||
-        flags.telemetry_path == "/") {
-      throw pgjobs::Error("--web.telemetry-path: expected a path such as /metrics, got '" +
-                          flags.telemetry_path + "'");
-    }
-    config.telemetry_path = flags.telemetry_path;
-  }
+  pgjobs::http::CheckWebFlags(flags.web);
+  if (!flags.web.listen_addresses.empty()) config.listen_addresses = flags.web.listen_addresses;
+  if (!flags.web.telemetry_path.empty()) config.telemetry_path = flags.web.telemetry_path;
   if (config.dsn.empty()) config.dsn = pgjobs::config::ProcessEnv("PGJOBS_DSN").value_or("");
   if (config.dsn.empty()) {
     throw pgjobs::Error("no database given: set database.dsn in --config.file or PGJOBS_DSN");
@@ -137,10 +116,7 @@ int main(int argc, char** argv) {
     pgjobs::log::ParseLevel(flags.log_level);
     pgjobs::log::ParseFormat(flags.log_format);
     config = LoadConfig(flags);
-    if (!flags.web_config_file.empty()) {
-      web = pgjobs::http::ParseWebConfig(pgjobs::config::ReadConfigFile(flags.web_config_file),
-                                         flags.web_config_file);
-    }
+    web = pgjobs::http::LoadWebConfig(flags.web.config_file);
   } catch (const pgjobs::Error& e) {
     std::cerr << "jobs-exporter: " << e.what() << "\n";
     return 2;
@@ -188,6 +164,7 @@ int main(int argc, char** argv) {
     pgjobs::http::ServerOptions server_options;
     server_options.listen_addresses = config.listen_addresses;
     server_options.basic_auth_users = web.basic_auth_users;
+    server_options.response_headers = web.headers;
     server = std::make_unique<pgjobs::http::Server>(server_options, routes);
   } catch (const pgjobs::Error& e) {
     logger.Error("cannot start the HTTP server", {{"err", e.what()}});
@@ -215,6 +192,17 @@ int main(int argc, char** argv) {
       logger.Info("shutting down", {{"signal", strsignal(signal_number)}});
       break;
     }
+    try {
+      web = pgjobs::http::LoadWebConfig(flags.web.config_file);
+      server->SetAccess(web.basic_auth_users, web.headers);
+      if (!flags.web.config_file.empty()) {
+        logger.Info("web configuration reloaded", {{"file", flags.web.config_file}});
+      }
+    } catch (const pgjobs::Error& e) {
+      logger.Error("web configuration reload failed; keeping the previous one",
+                   {{"err", e.what()}});
+    }
+    if (flags.config_file.empty()) continue;
     try {
       ExporterConfig next = LoadConfig(flags);
       if (next.listen_addresses != config.listen_addresses ||

@@ -13,6 +13,8 @@
 #include "pgjobs/db/connection.h"
 #include "pgjobs/db/dsn.h"
 #include "pgjobs/http/server.h"
+#include "pgjobs/http/web_config.h"
+#include "pgjobs/http/web_flags.h"
 #include "pgjobs/worker/config.h"
 #include "pgjobs/worker/worker.h"
 
@@ -26,18 +28,22 @@ constexpr const char* kUsage =
     "\n"
     "  --config.file=FILE          YAML configuration (see config/worker.example.yaml)\n"
     "  --config.check              validate the configuration and exit\n"
-    "  --web.listen-address=ADDR   metrics address (default 127.0.0.1:9466; :PORT for all)\n"
     "  --log.level=LEVEL           debug, info, warn or error (default info)\n"
     "  --log.format=FORMAT         logfmt or json (default logfmt)\n"
-    "  --version                   print the version and exit\n"
+    "  --version                   print the version and exit\n";
+
+constexpr const char* kSignalsUsage =
+    "The default listen address is 127.0.0.1:9466.\n"
     "\n"
     "SIGTERM or SIGINT: stop taking jobs, let those in flight finish within shutdown_grace,\n"
-    "nack the rest, exit 0.\n";
+    "nack the rest, exit 0.\n"
+    "SIGHUP: re-read --web.config.file and apply it at once; re-read --config.file and say\n"
+    "whether it is valid and changed (a changed configuration applies at the next start).\n";
 
 struct Flags {
   std::string config_file;
   bool config_check = false;
-  std::string listen_address;
+  pgjobs::http::WebFlags web;
   std::string log_level = "info";
   std::string log_format = "logfmt";
   std::string dsn;
@@ -48,7 +54,7 @@ Flags ParseFlags(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
-      std::cout << kUsage;
+      std::cout << kUsage << pgjobs::http::kWebFlagsUsage << kSignalsUsage;
       std::exit(0);
     } else if (arg == "--version") {
       std::cout << "jobs-worker " << pgjobs::BuildVersion() << " (revision "
@@ -57,8 +63,7 @@ Flags ParseFlags(int argc, char** argv) {
     } else if (arg == "--config.check") {
       f.config_check = true;
     } else if (pgjobs::config::TakeFlagValue(argc, argv, i, "--config.file", f.config_file) ||
-               pgjobs::config::TakeFlagValue(argc, argv, i, "--web.listen-address",
-                                             f.listen_address) ||
+               pgjobs::http::TakeWebFlag(argc, argv, i, f.web) ||
                pgjobs::config::TakeFlagValue(argc, argv, i, "--log.level", f.log_level) ||
                pgjobs::config::TakeFlagValue(argc, argv, i, "--log.format", f.log_format)) {
     } else if (arg.starts_with("-")) {
@@ -88,20 +93,48 @@ pgjobs::worker::WorkerConfig LoadConfig(const Flags& flags) {
   }
   // A malformed DSN never heals: refuse it here rather than retry it for ever.
   pgjobs::db::CheckDsn(config.dsn);
-  if (!flags.listen_address.empty()) {
-    try {
-      pgjobs::http::NormalizeListenAddress(flags.listen_address);
-    } catch (const pgjobs::Error& e) {
-      throw pgjobs::Error(std::string("--web.listen-address: ") + e.what());
-    }
-    config.listen_addresses = {flags.listen_address};
-  }
+  pgjobs::http::CheckWebFlags(flags.web);
+  if (!flags.web.listen_addresses.empty()) config.listen_addresses = flags.web.listen_addresses;
+  if (!flags.web.telemetry_path.empty()) config.telemetry_path = flags.web.telemetry_path;
+  const pgjobs::http::WebConfig web = pgjobs::http::LoadWebConfig(flags.web.config_file);
+  config.basic_auth_users = web.basic_auth_users;
+  config.response_headers = web.headers;
   if (config.tasks.empty()) {
     throw pgjobs::Error(
         "no tasks configured: add a tasks: section to --config.file (see "
         "config/worker.example.yaml)");
   }
   return config;
+}
+
+// SIGHUP: what can change live (the web configuration) changes now; the rest is checked, and
+// applies at the next start, so that a reload never drops or re-runs a job in flight.
+void Reload(const Flags& flags, const std::string& config_text, pgjobs::worker::Worker& worker,
+            pgjobs::log::Logger& logger) {
+  try {
+    pgjobs::http::WebConfig web = pgjobs::http::LoadWebConfig(flags.web.config_file);
+    worker.SetAccess(std::move(web.basic_auth_users), std::move(web.headers));
+    if (!flags.web.config_file.empty()) {
+      logger.Info("web configuration reloaded", {{"file", flags.web.config_file}});
+    }
+  } catch (const pgjobs::Error& e) {
+    logger.Error("web configuration reload failed; keeping the previous one", {{"err", e.what()}});
+  }
+  if (flags.config_file.empty()) return;
+  try {
+    LoadConfig(flags);
+    if (pgjobs::config::ReadConfigFile(flags.config_file) == config_text) {
+      logger.Info("configuration file unchanged", {{"file", flags.config_file}});
+    } else {
+      logger.Warn(
+          "configuration file changed and is valid; it applies when jobs-worker restarts "
+          "(SIGTERM drains the jobs in flight first)",
+          {{"file", flags.config_file}});
+    }
+  } catch (const pgjobs::Error& e) {
+    logger.Error("configuration file is invalid; the running configuration stays",
+                 {{"err", e.what()}});
+  }
 }
 
 }  // namespace
@@ -126,17 +159,27 @@ int main(int argc, char** argv) {
                              pgjobs::log::ParseFormat(flags.log_format), std::cerr);
   sigset_t signals;
   sigemptyset(&signals);
+  sigaddset(&signals, SIGHUP);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);  // a command that exits without reading stdin
 
   pgjobs::worker::Worker worker(config, logger, pgjobs::BuildVersion());
+  const std::string config_text =
+      flags.config_file.empty() ? "" : pgjobs::config::ReadConfigFile(flags.config_file);
   std::thread signal_thread([&] {
-    int signal_number = 0;
-    sigwait(&signals, &signal_number);
-    logger.Info("signal received", {{"signal", strsignal(signal_number)}});
-    worker.Stop();
+    for (;;) {
+      int signal_number = 0;
+      sigwait(&signals, &signal_number);
+      if (signal_number == SIGHUP) {
+        Reload(flags, config_text, worker, logger);
+        continue;
+      }
+      logger.Info("signal received", {{"signal", strsignal(signal_number)}});
+      worker.Stop();
+      return;
+    }
   });
   int rc = 0;
   try {

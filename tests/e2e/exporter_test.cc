@@ -405,6 +405,17 @@ TEST_F(ExporterTest, BasicAuthRefusesWrongCredentials) {
   EXPECT_EQ(ParseMetrics(ok.body)["pgjobs_up"], 1);
   EXPECT_EQ(HttpGet(port_, "/-/healthy").status, 200) << "health checks need no credentials";
   EXPECT_EQ(HttpGet(port_, "/").status, 401);
+
+  // SIGHUP re-reads the web config: new users, new headers, at once.
+  WriteFile(dir_, "web.yml",
+            "basic_auth_users:\n  grafana: " + BcryptHash("other") +
+                "\nhttp_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n");
+  exporter_->Signal(SIGHUP);
+  ASSERT_TRUE(exporter_->WaitForOutput("web configuration reloaded")) << exporter_->Output();
+  EXPECT_EQ(Scrape({BasicAuthHeader("prometheus", "s3cret")}).status, 401);
+  HttpResponse reloaded = Scrape({BasicAuthHeader("grafana", "other")});
+  EXPECT_EQ(reloaded.status, 200);
+  EXPECT_EQ(reloaded.headers["x-content-type-options"], "nosniff");
 }
 
 TEST_F(ExporterTest, TlsIsRefusedWithAClearError) {

@@ -41,16 +41,17 @@ class WorkerTest : public ::testing::Test {
 
   // Starts jobs-worker with `body` (YAML after the database section).
   // `dsn` replaces the test database's superuser DSN; `env` is added to the worker's environment.
+  // `flags` are added to the command line.
   void Start(const std::string& body, const std::string& dsn = "",
-             const std::vector<std::string>& env = {}) {
+             const std::vector<std::string>& env = {}, const std::vector<std::string>& flags = {}) {
     std::ofstream(dir_ + "/worker.yaml") << "database: {dsn: \"${TEST_DSN}\"}\n" << body;
     std::vector<std::string> environment = {"TEST_DSN=" + (dsn.empty() ? dsn_ : dsn),
                                             "OUT=" + dir_};
     environment.insert(environment.end(), env.begin(), env.end());
-    worker_ = std::make_unique<BackgroundProcess>(
-        std::vector<std::string>{kBin, "--config.file=" + dir_ + "/worker.yaml",
-                                 "--web.listen-address=127.0.0.1:0"},
-        environment);
+    std::vector<std::string> command{kBin, "--config.file=" + dir_ + "/worker.yaml",
+                                     "--web.listen-address=127.0.0.1:0"};
+    command.insert(command.end(), flags.begin(), flags.end());
+    worker_ = std::make_unique<BackgroundProcess>(command, environment);
     ASSERT_TRUE(worker_->WaitForOutput("msg=registered")) << worker_->Output();
     port_ = worker_->LoggedInt("ports");
   }

@@ -1,6 +1,7 @@
 // jobs-worker, the real binary, running real jobs against a real PostgreSQL.
 #include "pgjobs/worker/worker.h"
 
+#include <crypt.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -316,6 +317,78 @@ tasks:
   EXPECT_EQ(worker_->Wait(8000), 0) << worker_->Output();
   EXPECT_EQ(Int("SELECT count(*) FROM jobs.job WHERE status = 'success'"), 2);
   EXPECT_EQ(Int("SELECT count(*) FROM jobs.worker WHERE stopped_at IS NOT NULL"), 1);
+}
+
+std::string BcryptHash(const std::string& password) {
+  char salt[64];
+  crypt_gensalt_rn("$2b$", 4, nullptr, 0, salt, sizeof salt);
+  crypt_data data{};
+  return crypt_r(password.c_str(), salt, &data);
+}
+
+// The exporter-toolkit flags, as jobs-exporter has them: a web config with users and headers,
+// re-read on SIGHUP while jobs run (none dropped), a telemetry path, and two listen addresses.
+TEST_F(WorkerTest, WebFlagsAndSighupReloadTheWebConfigWithoutDroppingJobs) {
+  const std::string web = dir_ + "/web.yml";
+  std::ofstream(web) << "basic_auth_users:\n  prometheus: " << BcryptHash("s3cret") << "\n"
+                     << "http_server_config:\n  headers:\n    X-Frame-Options: deny\n";
+  const std::string body = R"yaml(
+worker: {concurrency: 2, shutdown_grace: 10s}
+tasks:
+  nap: {command: ["/bin/sh", "-c", "sleep 1"]}
+)yaml";
+  Start(
+      body, "", {},
+      {"--web.config.file=" + web, "--web.telemetry-path=/m", "--web.listen-address=127.0.0.1:0"});
+  const std::string ports = worker_->Output();
+  ASSERT_NE(ports.find("ports="), std::string::npos);
+  EXPECT_NE(ports.substr(ports.find("ports=")).find(','), std::string::npos)
+      << "two listen addresses, two ports: " << ports;
+
+  EXPECT_EQ(HttpGet(port_, "/m").status, 401);
+  HttpResponse ok = HttpGet(port_, "/m", {BasicAuthHeader("prometheus", "s3cret")});
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_EQ(ok.headers["x-frame-options"], "deny");
+  EXPECT_NE(ok.body.find("pgjobs_worker_build_info"), std::string::npos);
+  EXPECT_EQ(HttpGet(port_, "/metrics", {BasicAuthHeader("prometheus", "s3cret")}).status, 404);
+  EXPECT_EQ(HttpGet(port_, "/-/healthy").status, 200);
+
+  Sql("SELECT jobs.publish('nap') FROM generate_series(1, 4)");
+  WaitFor("SELECT count(*) FROM jobs.running", 2);
+  std::ofstream(web) << "basic_auth_users:\n  grafana: " << BcryptHash("other") << "\n";
+  std::ofstream(dir_ + "/worker.yaml", std::ios::app) << "  extra: {command: [/bin/true]}\n";
+  worker_->Signal(SIGHUP);
+  ASSERT_TRUE(worker_->WaitForOutput("msg=\"web configuration reloaded\"")) << worker_->Output();
+  ASSERT_TRUE(worker_->WaitForOutput("configuration file changed and is valid"))
+      << worker_->Output();
+  EXPECT_EQ(HttpGet(port_, "/m", {BasicAuthHeader("prometheus", "s3cret")}).status, 401);
+  HttpResponse reloaded = HttpGet(port_, "/m", {BasicAuthHeader("grafana", "other")});
+  EXPECT_EQ(reloaded.status, 200);
+  EXPECT_EQ(reloaded.headers.count("x-frame-options"), 0u);
+
+  // A broken web config is refused and the running one stays.
+  std::ofstream(web) << "basic_auth_users:\n  grafana: plain\n";
+  worker_->Signal(SIGHUP);
+  ASSERT_TRUE(worker_->WaitForOutput("web configuration reload failed")) << worker_->Output();
+  EXPECT_EQ(HttpGet(port_, "/m", {BasicAuthHeader("grafana", "other")}).status, 200);
+
+  WaitFor("SELECT count(*) FROM jobs.job WHERE status = 'success'", 4);
+  EXPECT_EQ(Int("SELECT count(*) FROM jobs.job_queue"), 0);
+  worker_->Signal(SIGTERM);
+  EXPECT_EQ(worker_->Wait(8000), 0) << worker_->Output();
+}
+
+TEST_F(WorkerTest, MetricsDisabledMeansNoMetricsPath) {
+  Start(R"yaml(
+metrics: {enabled: false}
+tasks:
+  nap: {command: ["/bin/true"]}
+)yaml");
+  EXPECT_EQ(HttpGet(port_, "/metrics").status, 404);
+  EXPECT_EQ(HttpGet(port_, "/").body.find("/metrics"), std::string::npos);
+  EXPECT_EQ(HttpGet(port_, "/-/healthy").status, 200);
+  Sql("SELECT jobs.publish('nap')");
+  WaitFor("SELECT count(*) FROM jobs.job WHERE status = 'success'", 1);
 }
 
 TEST_F(WorkerTest, SigtermNacksWhatOutlivesTheGracePeriod) {

@@ -89,6 +89,27 @@ TEST(ParseWebConfig, ReadsUsersAndRefusesPlainPasswords) {
   }
 }
 
+TEST(ParseWebConfig, TakesTheSecurityHeadersExporterToolkitAllowsAndNoOther) {
+  WebConfig c = ParseWebConfig(
+      "http_server_config:\n  headers:\n    x-frame-options: deny\n"
+      "    Strict-Transport-Security: max-age=31536000\n",
+      "web.yml");
+  ASSERT_EQ(c.headers.size(), 2u);
+  EXPECT_EQ(c.headers[0], (std::pair<std::string, std::string>{"X-Frame-Options", "deny"}));
+  EXPECT_EQ(c.headers[1].first, "Strict-Transport-Security");
+  try {
+    ParseWebConfig("http_server_config:\n  headers:\n    Set-Cookie: a=b\n", "web.yml");
+    FAIL();
+  } catch (const config::ConfigError& e) {
+    EXPECT_STREQ(e.what(),
+                 "web.yml:3:17: http_server_config.headers.Set-Cookie: this header cannot be set; "
+                 "allowed: Content-Security-Policy, Strict-Transport-Security, "
+                 "X-Content-Type-Options, X-Frame-Options, X-XSS-Protection");
+  }
+  EXPECT_THROW(ParseWebConfig("http_server_config:\n  http2: true\n", "web.yml"),
+               config::ConfigError);
+}
+
 TEST(Serialize, WritesHistogramsCumulatively) {
   auto family = Family("x_seconds", "Help.", prometheus::MetricType::Histogram);
   AddHistogram(family, {{"task", "a"}}, {0.1, 1}, {2, 0, 1}, 5.5);

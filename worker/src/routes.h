@@ -10,9 +10,11 @@
 
 namespace pgjobs::worker {
 
-/// What jobs-worker serves over HTTP: /metrics, a landing page, /-/healthy (always 200 while it
-/// serves) and /-/ready (503 while the database is unreachable or the worker stops).
+/// What jobs-worker serves over HTTP: the metrics at `metrics_path` (none when it is empty), a
+/// landing page, /-/healthy (always 200 while it serves) and /-/ready (503 while the database is
+/// unreachable or the worker stops).
 std::map<std::string, http::Handler> Routes(const WorkerMetrics& metrics, const Status& status,
-                                            const Shutdown& shutdown);
+                                            const Shutdown& shutdown,
+                                            const std::string& metrics_path);
 
 }  // namespace pgjobs::worker

@@ -38,6 +38,7 @@ struct Worker::Impl {
   std::mutex running_mutex;
   RunQueue* queue = nullptr;
   Dispatcher* dispatcher = nullptr;
+  http::Server* server = nullptr;
   std::vector<int> ports;
 
   Impl(WorkerConfig c, log::Logger& l, std::string v)
@@ -94,6 +95,16 @@ std::vector<int> Worker::Ports() const {
   return impl_->ports;
 }
 
+void Worker::SetAccess(std::map<std::string, std::string> basic_auth_users,
+                       std::vector<std::pair<std::string, std::string>> response_headers) {
+  Impl& w = *impl_;
+  std::lock_guard<std::mutex> lock(w.running_mutex);
+  w.config.basic_auth_users = basic_auth_users;
+  w.config.response_headers = response_headers;
+  if (w.server != nullptr)
+    w.server->SetAccess(std::move(basic_auth_users), std::move(response_headers));
+}
+
 void Worker::Stop() {
   Impl& w = *impl_;
   if (!w.shutdown.Begin(w.config.shutdown_grace)) return;
@@ -113,10 +124,23 @@ void Worker::Run() {
   WorkerMetrics metrics(w.config, tasks, w.version);
   http::ServerOptions server_options;
   server_options.listen_addresses = w.config.listen_addresses;
-  http::Server server(server_options, Routes(metrics, w.status, w.shutdown));
+  server_options.basic_auth_users = w.config.basic_auth_users;
+  server_options.response_headers = w.config.response_headers;
+  http::Server server(server_options,
+                      Routes(metrics, w.status, w.shutdown,
+                             w.config.metrics_enabled ? w.config.telemetry_path : ""));
+  // SetAccess reaches the server only while it exists.
+  struct Unpublish {
+    Impl& w;
+    ~Unpublish() {
+      std::lock_guard<std::mutex> lock(w.running_mutex);
+      w.server = nullptr;
+    }
+  } unpublish{w};
   std::string ports;
   {
     std::lock_guard<std::mutex> lock(w.running_mutex);
+    w.server = &server;
     w.ports = server.Ports();
     for (int port : w.ports) ports += (ports.empty() ? "" : ",") + std::to_string(port);
   }

@@ -254,9 +254,14 @@ struct Server::Impl {
     bool close;
   };
 
+  // Who may read and what every response carries; replaced whole by SetAccess.
+  struct Access {
+    std::map<std::string, std::string> users;
+    HeaderList response_headers;
+  };
   std::map<std::string, Handler> routes;
-  std::map<std::string, std::string> users;
-  HeaderList response_headers;
+  mutable std::mutex access_mutex;
+  std::shared_ptr<const Access> access;
   ServerOptions options;
   size_t max_connections = 0;
 
@@ -293,7 +298,12 @@ struct Server::Impl {
 
   // ---- handler threads -------------------------------------------------------------------
 
-  bool Authorized(const Request& request) {
+  std::shared_ptr<const Access> CurrentAccess() const {
+    std::lock_guard<std::mutex> lock(access_mutex);
+    return access;
+  }
+
+  bool Authorized(const Request& request, const std::map<std::string, std::string>& users) {
     if (users.empty()) return true;
     auto header = request.headers.find("authorization");
     if (header == request.headers.end()) return false;
@@ -317,8 +327,8 @@ struct Server::Impl {
     return true;
   }
 
-  Response Handle(const Request& request) {
-    if (request.path != "/-/healthy" && !Authorized(request)) {
+  Response Handle(const Request& request, const Access& current) {
+    if (request.path != "/-/healthy" && !Authorized(request, current.users)) {
       Response r = Text(401, "Unauthorized\n");
       r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"pgjobs\"");
       return r;
@@ -347,10 +357,11 @@ struct Server::Impl {
         job = std::move(jobs.front());
         jobs.pop_front();
       }
-      const Response response = Handle(job.request);
+      const std::shared_ptr<const Access> current = CurrentAccess();
+      const Response response = Handle(job.request, *current);
       Done d{job.id,
-             Serialize(response, response_headers, job.request.method == "HEAD", job.minor_version,
-                       job.keep_alive),
+             Serialize(response, current->response_headers, job.request.method == "HEAD",
+                       job.minor_version, job.keep_alive),
              !job.keep_alive};
       {
         std::lock_guard<std::mutex> lock(mutex);
@@ -387,7 +398,9 @@ struct Server::Impl {
   }
 
   void RespondNow(std::uint64_t id, Connection& c, int status, const std::string& body) {
-    Respond(id, c, Serialize(Text(status, body), response_headers, false, 1, false), true);
+    Respond(id, c,
+            Serialize(Text(status, body), CurrentAccess()->response_headers, false, 1, false),
+            true);
   }
 
   void Write(std::uint64_t id, Connection& c) {
@@ -599,8 +612,8 @@ Server::Server(const ServerOptions& options, std::map<std::string, Handler> rout
     : impl_(std::make_unique<Impl>()) {
   Impl& s = *impl_;
   s.routes = std::move(routes);
-  s.users = options.basic_auth_users;
-  s.response_headers = options.response_headers;
+  s.access = std::make_shared<const Impl::Access>(
+      Impl::Access{options.basic_auth_users, options.response_headers});
   s.options = options;
   if (options.listen_addresses.empty()) throw Error("no listen address given");
   // Leave room under the descriptor limit for the process's other files and connections.
@@ -631,6 +644,19 @@ Server::Server(const ServerOptions& options, std::map<std::string, Handler> rout
     s.handler_threads.emplace_back([&s] { s.HandlerThread(); });
   }
   s.loop_thread = std::thread([&s] { s.Loop(); });
+}
+
+void Server::SetAccess(std::map<std::string, std::string> basic_auth_users,
+                       HeaderList response_headers) {
+  auto next = std::make_shared<const Impl::Access>(
+      Impl::Access{std::move(basic_auth_users), std::move(response_headers)});
+  {
+    std::lock_guard<std::mutex> lock(impl_->access_mutex);
+    impl_->access = std::move(next);
+  }
+  // Credentials verified against the old users must be verified again.
+  std::lock_guard<std::mutex> lock(impl_->verified_mutex);
+  impl_->verified.clear();
 }
 
 Server::~Server() {

@@ -1,5 +1,11 @@
 #include "pgjobs/http/web_config.h"
 
+#include <algorithm>
+#include <array>
+#include <cctype>
+
+#include "pgjobs/config/command_line.h"
+
 namespace pgjobs::http {
 
 WebConfig ParseWebConfig(const std::string& text, const std::string& file) {
@@ -25,8 +31,40 @@ WebConfig ParseWebConfig(const std::string& text, const std::string& file) {
       out.basic_auth_users[user] = hash;
     }
   }
+  if (auto server = root.Map("http_server_config")) {
+    static const std::array<std::string, 5> kAllowed{
+        "Content-Security-Policy", "Strict-Transport-Security", "X-Content-Type-Options",
+        "X-Frame-Options", "X-XSS-Protection"};
+    if (auto headers = server->Map("headers")) {
+      for (const std::string& name : headers->Keys()) {
+        auto allowed = std::find_if(kAllowed.begin(), kAllowed.end(), [&](const std::string& a) {
+          return std::equal(a.begin(), a.end(), name.begin(), name.end(), [](char x, char y) {
+            return std::tolower(static_cast<unsigned char>(x)) ==
+                   std::tolower(static_cast<unsigned char>(y));
+          });
+        });
+        if (allowed == kAllowed.end()) {
+          headers->Fail(name,
+                        "this header cannot be set; allowed: Content-Security-Policy, "
+                        "Strict-Transport-Security, X-Content-Type-Options, X-Frame-Options, "
+                        "X-XSS-Protection");
+        }
+        const std::string value = headers->String(name).value_or("");
+        if (value.find_first_of("\r\n") != std::string::npos) {
+          headers->Fail(name, "a header value cannot hold a line break");
+        }
+        out.headers.emplace_back(*allowed, value);
+      }
+    }
+    server->Finish();
+  }
   root.Finish();
   return out;
+}
+
+WebConfig LoadWebConfig(const std::string& file) {
+  if (file.empty()) return {};
+  return ParseWebConfig(config::ReadConfigFile(file), file);
 }
 
 }  // namespace pgjobs::http

@@ -103,6 +103,9 @@ class Server {
   Server& operator=(const Server&) = delete;
   /// The ports actually listened on, in the order of listen_addresses.
   std::vector<int> Ports() const;
+  /// Replaces the basic auth users and the response headers (a reloaded web configuration):
+  /// requests read after this call use the new ones.
+  void SetAccess(std::map<std::string, std::string> basic_auth_users, HeaderList response_headers);
 
   struct Impl;
 

@@ -1,7 +1,9 @@
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pgjobs/log/logger.h"
@@ -38,6 +40,10 @@ class Worker {
   void Stop();
   /// The ports the metrics server listens on, once Run() has started it.
   std::vector<int> Ports() const;
+  /// Replaces the metrics server's basic auth users (user -> bcrypt hash) and extra response
+  /// headers, live (a reloaded --web.config.file). Thread-safe.
+  void SetAccess(std::map<std::string, std::string> basic_auth_users,
+                 std::vector<std::pair<std::string, std::string>> response_headers);
 
   struct Impl;
 
