@@ -165,6 +165,7 @@ int main(int argc, char** argv) {
     server_options.listen_addresses = config.listen_addresses;
     server_options.basic_auth_users = web.basic_auth_users;
     server_options.response_headers = web.headers;
+    server_options.tls = web.tls;
     server = std::make_unique<pgjobs::http::Server>(server_options, routes);
   } catch (const pgjobs::Error& e) {
     logger.Error("cannot start the HTTP server", {{"err", e.what()}});
@@ -194,7 +195,7 @@ int main(int argc, char** argv) {
     }
     try {
       web = pgjobs::http::LoadWebConfig(flags.web.config_file);
-      server->SetAccess(web.basic_auth_users, web.headers);
+      server->SetAccess(web.basic_auth_users, web.headers, web.tls);
       if (!flags.web.config_file.empty()) {
         logger.Info("web configuration reloaded", {{"file", flags.web.config_file}});
       }

@@ -96,9 +96,8 @@ pgjobs::worker::WorkerConfig LoadConfig(const Flags& flags) {
   pgjobs::http::CheckWebFlags(flags.web);
   if (!flags.web.listen_addresses.empty()) config.listen_addresses = flags.web.listen_addresses;
   if (!flags.web.telemetry_path.empty()) config.telemetry_path = flags.web.telemetry_path;
-  const pgjobs::http::WebConfig web = pgjobs::http::LoadWebConfig(flags.web.config_file);
-  config.basic_auth_users = web.basic_auth_users;
-  config.response_headers = web.headers;
+  pgjobs::http::LoadWebConfig(flags.web.config_file);  // refused here, before any job is taken
+  config.web_config_file = flags.web.config_file;
   if (config.tasks.empty()) {
     throw pgjobs::Error(
         "no tasks configured: add a tasks: section to --config.file (see "
@@ -112,8 +111,7 @@ pgjobs::worker::WorkerConfig LoadConfig(const Flags& flags) {
 void Reload(const Flags& flags, const std::string& config_text, pgjobs::worker::Worker& worker,
             pgjobs::log::Logger& logger) {
   try {
-    pgjobs::http::WebConfig web = pgjobs::http::LoadWebConfig(flags.web.config_file);
-    worker.SetAccess(std::move(web.basic_auth_users), std::move(web.headers));
+    worker.ReloadWebConfig();
     if (!flags.web.config_file.empty()) {
       logger.Info("web configuration reloaded", {{"file", flags.web.config_file}});
     }

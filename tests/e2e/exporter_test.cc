@@ -17,6 +17,7 @@
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/pg_cluster.h"
 #include "tests/harness/process.h"
+#include "tests/harness/tls_certificates.h"
 
 namespace pgjobs::testing {
 namespace {
@@ -418,17 +419,72 @@ TEST_F(ExporterTest, BasicAuthRefusesWrongCredentials) {
   EXPECT_EQ(reloaded.headers["x-content-type-options"], "nosniff");
 }
 
-TEST_F(ExporterTest, TlsIsRefusedWithAClearError) {
+// HTTPS with client certificates, checked with curl: the CA verifies the server, the server
+// refuses a client without a certificate from its CA, and plain HTTP gets no answer.
+TEST_F(ExporterTest, ServesHttpsAndVerifiesClientCertificates) {
+  const TestCertificates certs = MakeTestCertificates(dir_);
   const std::string web = WriteFile(dir_, "web.yml",
-                                    "tls_server_config:\n  cert_file: server.crt\n"
-                                    "  key_file: server.key\n");
-  ProcessResult r =
-      RunProcess({kBin, "--web.config.file=" + web, "--config.check"}, {"PGJOBS_DSN=" + dsn_});
-  EXPECT_EQ(r.exit_code, 2);
-  EXPECT_EQ(r.err, "jobs-exporter: " + web +
-                       ":2:3: tls_server_config: TLS is not supported: terminate TLS in a proxy "
-                       "in front of the exporter (nginx, haproxy, stunnel) and keep the exporter "
-                       "on a loopback address\n");
+                                    "tls_server_config:\n"
+                                    "  cert_file: server.crt\n"  // relative to web.yml
+                                    "  key_file: server.key\n"
+                                    "  client_ca_file: " +
+                                        certs.ca_cert +
+                                        "\n"
+                                        "  client_auth_type: RequireAndVerifyClientCert\n");
+  Start("", {"--web.config.file=" + web});
+  const std::string url = "https://127.0.0.1:" + std::to_string(port_) + "/metrics";
+  ProcessResult with_cert =
+      RunProcess({"/usr/bin/curl", "-sS", "--max-time", "10", "--cacert", certs.ca_cert, "--cert",
+                  certs.client_cert, "--key", certs.client_key, url});
+  EXPECT_EQ(with_cert.exit_code, 0) << with_cert.err;
+  EXPECT_EQ(ParseMetrics(with_cert.out)["pgjobs_up"], 1) << with_cert.out;
+
+  ProcessResult no_cert =
+      RunProcess({"/usr/bin/curl", "-sS", "--max-time", "10", "--cacert", certs.ca_cert, url});
+  EXPECT_NE(no_cert.exit_code, 0) << "a client without a certificate is refused";
+  ProcessResult wrong_ca = RunProcess({"/usr/bin/curl", "-sS", "--max-time", "10", url});
+  EXPECT_NE(wrong_ca.exit_code, 0) << "the server's certificate is not trusted by the system";
+  EXPECT_EQ(HttpGet(port_, "/metrics", {}, 3000).status, 0) << "no plain-HTTP answer";
+  // After all that, the server still serves.
+  ProcessResult again =
+      RunProcess({"/usr/bin/curl", "-sS", "--max-time", "10", "--cacert", certs.ca_cert, "--cert",
+                  certs.client_cert, "--key", certs.client_key, url});
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+}
+
+TEST_F(ExporterTest, BadTlsSettingsAreRefusedWithTheFileAndTheReason) {
+  auto check = [&](const std::string& web_yaml) {
+    const std::string web = WriteFile(dir_, "web.yml", web_yaml);
+    ProcessResult r =
+        RunProcess({kBin, "--web.config.file=" + web, "--config.check"}, {"PGJOBS_DSN=" + dsn_});
+    EXPECT_EQ(r.exit_code, 2) << r.out;
+    return r.err;
+  };
+  EXPECT_EQ(check("tls_server_config:\n  cert_file: server.crt\n"),
+            "jobs-exporter: " + dir_ + "/web.yml:2:3: tls_server_config: key_file is required\n");
+  const std::string missing =
+      check("tls_server_config:\n  cert_file: nowhere.crt\n  key_file: x\n");
+  EXPECT_TRUE(missing.starts_with("jobs-exporter: " + dir_ +
+                                  "/web.yml: tls_server_config.cert_file: cannot use " + dir_ +
+                                  "/nowhere.crt: "))
+      << missing;
+  const TestCertificates certs = MakeTestCertificates(dir_);
+  const std::string mismatch =
+      check("tls_server_config:\n  cert_file: server.crt\n  key_file: client.key\n");
+  EXPECT_TRUE(mismatch.starts_with("jobs-exporter: " + dir_ +
+                                   "/web.yml: tls_server_config.key_file: cannot use " + dir_ +
+                                   "/client.key: "))
+      << mismatch;
+  EXPECT_NE(mismatch.find("key values mismatch"), std::string::npos) << mismatch;
+  EXPECT_EQ(check("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+                  "  client_auth_type: RequireAndVerifyClientCert\n"),
+            "jobs-exporter: " + dir_ +
+                "/web.yml: tls_server_config.client_auth_type: RequireAndVerifyClientCert needs "
+                "client_ca_file\n");
+  EXPECT_NE(check("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+                  "  cipher_suites: [TLS_AES_128_GCM_SHA256]\n")
+                .find("cipher_suites"),
+            std::string::npos);
 }
 
 TEST_F(ExporterTest, SighupReloadsAndKeepsTheOldConfigOnError) {

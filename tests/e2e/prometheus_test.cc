@@ -19,6 +19,7 @@
 #include "tests/harness/background_process.h"
 #include "tests/harness/http_client.h"
 #include "tests/harness/pg_cluster.h"
+#include "tests/harness/tls_certificates.h"
 
 namespace pgjobs::testing {
 namespace {
@@ -273,6 +274,68 @@ TEST(PrometheusEndToEnd, EveryDashboardQueryHasDataAndTheAlertsFireForTheRightDa
     admin.Execute("reopen billing",
                   "ALTER DATABASE \"" + billing_db + "\" WITH ALLOW_CONNECTIONS true");
   }
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
+// Prometheus scrapes both binaries over HTTPS, checking their certificate against our CA and
+// showing its own client certificate, which the binaries require.
+TEST(PrometheusEndToEnd, ScrapesBothBinariesOverHttpsWithClientCertificates) {
+  char tmpl[] = "/tmp/pgjobs-prometheus-tls-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const TestCertificates certs = MakeTestCertificates(dir);
+  std::ofstream(dir + "/web.yml") << "tls_server_config:\n"
+                                  << "  cert_file: " << certs.server_cert << "\n"
+                                  << "  key_file: " << certs.server_key << "\n"
+                                  << "  client_ca_file: " << certs.ca_cert << "\n"
+                                  << "  client_auth_type: RequireAndVerifyClientCert\n";
+  const std::string dsn = PgCluster::Shared().FreshDatabase();
+  BackgroundProcess exporter({PGJOBS_EXPORTER_BIN, "--web.listen-address=127.0.0.1:0",
+                              "--web.config.file=" + dir + "/web.yml"},
+                             {"PGJOBS_DSN=" + dsn});
+  ASSERT_TRUE(exporter.WaitForOutput("msg=listening")) << exporter.Output();
+  std::ofstream(dir + "/worker.yaml") << "database: {dsn: \"" << dsn << "\"}\n"
+                                      << "tasks:\n  ok: {command: [/bin/true]}\n";
+  BackgroundProcess worker(
+      {PGJOBS_WORKER_BIN, "--config.file=" + dir + "/worker.yaml",
+       "--web.listen-address=127.0.0.1:0", "--web.config.file=" + dir + "/web.yml"},
+      {});
+  ASSERT_TRUE(worker.WaitForOutput("msg=registered")) << worker.Output();
+
+  const int prometheus_port = FreePort();
+  const std::string tls = "    scheme: https\n    tls_config: {ca_file: \"" + certs.ca_cert +
+                          "\", cert_file: \"" + certs.client_cert + "\", key_file: \"" +
+                          certs.client_key + "\"}\n";
+  std::ofstream(dir + "/prometheus.yml")
+      << "global: {scrape_interval: 1s}\n"
+      << "scrape_configs:\n"
+      << "  - job_name: pgjobs-exporter\n"
+      << tls << "    static_configs: [{targets: [\"127.0.0.1:" << exporter.LoggedInt("ports")
+      << "\"]}]\n"
+      << "  - job_name: pgjobs-worker\n"
+      << tls << "    static_configs: [{targets: [\"127.0.0.1:" << worker.LoggedInt("ports")
+      << "\"]}]\n";
+  BackgroundProcess prometheus(
+      {"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
+       "--storage.tsdb.path=" + dir + "/data",
+       "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port)},
+      {});
+  ASSERT_TRUE(prometheus.WaitForOutput("Server is ready to receive web requests", 30000))
+      << prometheus.Output();
+  auto value = [&](const std::string& query) {
+    const json r =
+        json::parse(HttpGet(prometheus_port, "/api/v1/query?query=" + UrlEncode(query)).body);
+    const auto& result = r["data"]["result"];
+    return result.empty() ? -1.0 : std::stod(result[0]["value"][1].get<std::string>());
+  };
+  double scraped = 0;
+  for (int i = 0; i < 150 && scraped < 2; ++i) {
+    scraped = value("sum(up)");
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_EQ(scraped, 2) << HttpGet(prometheus_port, "/api/v1/targets").body;
+  EXPECT_EQ(value("pgjobs_up"), 1);
+  EXPECT_EQ(value("count(pgjobs_worker_build_info)"), 1);
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
 }

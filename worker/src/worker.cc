@@ -14,6 +14,7 @@
 #include "maintenance.h"
 #include "metrics.h"
 #include "pgjobs/http/server.h"
+#include "pgjobs/http/web_config.h"
 #include "routes.h"
 #include "run_queue.h"
 #include "schedules.h"
@@ -95,14 +96,14 @@ std::vector<int> Worker::Ports() const {
   return impl_->ports;
 }
 
-void Worker::SetAccess(std::map<std::string, std::string> basic_auth_users,
-                       std::vector<std::pair<std::string, std::string>> response_headers) {
+void Worker::ReloadWebConfig() {
   Impl& w = *impl_;
+  http::WebConfig web = http::LoadWebConfig(w.config.web_config_file);
   std::lock_guard<std::mutex> lock(w.running_mutex);
-  w.config.basic_auth_users = basic_auth_users;
-  w.config.response_headers = response_headers;
-  if (w.server != nullptr)
-    w.server->SetAccess(std::move(basic_auth_users), std::move(response_headers));
+  if (w.server != nullptr) {
+    w.server->SetAccess(std::move(web.basic_auth_users), std::move(web.headers),
+                        std::move(web.tls));
+  }
 }
 
 void Worker::Stop() {
@@ -124,8 +125,10 @@ void Worker::Run() {
   WorkerMetrics metrics(w.config, tasks, w.version);
   http::ServerOptions server_options;
   server_options.listen_addresses = w.config.listen_addresses;
-  server_options.basic_auth_users = w.config.basic_auth_users;
-  server_options.response_headers = w.config.response_headers;
+  const http::WebConfig web = http::LoadWebConfig(w.config.web_config_file);
+  server_options.basic_auth_users = web.basic_auth_users;
+  server_options.response_headers = web.headers;
+  server_options.tls = web.tls;
   http::Server server(server_options,
                       Routes(metrics, w.status, w.shutdown,
                              w.config.metrics_enabled ? w.config.telemetry_path : ""));

@@ -4,6 +4,7 @@
 #include <crypt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
@@ -21,6 +22,7 @@
 #include <unordered_map>
 
 #include "request_head.h"
+#include "tls_context.h"
 
 namespace pgjobs::http {
 
@@ -231,6 +233,8 @@ struct Server::Impl {
 
   struct Connection {
     int fd = -1;
+    // The TLS session of an HTTPS connection (null for plain HTTP).
+    std::unique_ptr<SSL, decltype(&SSL_free)> tls{nullptr, SSL_free};
     State state = State::kReading;
     std::string in;
     std::string out;
@@ -258,6 +262,7 @@ struct Server::Impl {
   struct Access {
     std::map<std::string, std::string> users;
     HeaderList response_headers;
+    TlsContext tls;  // null: plain HTTP
   };
   std::map<std::string, Handler> routes;
   mutable std::mutex access_mutex;
@@ -376,7 +381,8 @@ struct Server::Impl {
   void Close(std::uint64_t id) {
     auto it = connections.find(id);
     if (it == connections.end()) return;
-    close(it->second.fd);  // also leaves the epoll set
+    if (it->second.tls) SSL_shutdown(it->second.tls.get());  // best effort, never waits
+    close(it->second.fd);                                    // also leaves the epoll set
     connections.erase(it);
   }
 
@@ -403,7 +409,32 @@ struct Server::Impl {
             true);
   }
 
+  // What a TLS call that could not finish waits for; false when the connection must close.
+  bool WaitForTls(std::uint64_t id, Connection& c, int result) {
+    const int error = SSL_get_error(c.tls.get(), result);
+    if (error == SSL_ERROR_WANT_READ) {
+      Watch(id, c, EPOLLIN | EPOLLRDHUP);
+      return true;
+    }
+    if (error == SSL_ERROR_WANT_WRITE) {
+      Watch(id, c, EPOLLIN | EPOLLOUT | EPOLLRDHUP);
+      return true;
+    }
+    ERR_clear_error();  // a failed handshake (a plain-HTTP client, a refused certificate)
+    return false;
+  }
+
   void Write(std::uint64_t id, Connection& c) {
+    while (c.tls && c.sent < c.out.size()) {
+      const int n = SSL_write(c.tls.get(), c.out.data() + c.sent,
+                              static_cast<int>(std::min<size_t>(c.out.size() - c.sent, 1 << 20)));
+      if (n > 0) {
+        c.sent += static_cast<size_t>(n);
+        continue;
+      }
+      if (!WaitForTls(id, c, n)) Close(id);
+      return;
+    }
     while (c.sent < c.out.size()) {
       const ssize_t n =
           send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -431,7 +462,40 @@ struct Server::Impl {
     if (!c.in.empty()) Parse(id, c);  // a pipelined request already arrived
   }
 
+  // Reads what TLS has decrypted; true when the connection is still open.
+  bool ReadTls(std::uint64_t id, Connection& c) {
+    char buffer[8192];
+    for (;;) {
+      const int n = SSL_read(c.tls.get(), buffer, sizeof buffer);
+      if (n > 0) {
+        if (c.in.empty()) c.since = Clock::now();
+        c.in.append(buffer, static_cast<size_t>(n));
+        if (c.in.size() > kMaxHead) return true;
+        continue;
+      }
+      const int error = SSL_get_error(c.tls.get(), n);
+      if (error == SSL_ERROR_ZERO_RETURN) {
+        c.peer_done = true;
+        return true;
+      }
+      if (!WaitForTls(id, c, n)) {
+        Close(id);
+        return false;
+      }
+      return true;
+    }
+  }
+
   void Read(std::uint64_t id, Connection& c) {
+    if (c.tls) {
+      if (!ReadTls(id, c)) return;
+      Parse(id, c);
+      auto it = connections.find(id);
+      if (it != connections.end() && it->second.peer_done && it->second.state == State::kReading) {
+        Close(id);
+      }
+      return;
+    }
     char buffer[8192];
     for (;;) {
       const ssize_t n = recv(c.fd, buffer, sizeof buffer, MSG_DONTWAIT);
@@ -506,7 +570,12 @@ struct Server::Impl {
         if (errno == EINTR || errno == ECONNABORTED) continue;
         return;  // EAGAIN, or out of descriptors: the next round tries again
       }
+      TlsContext tls = CurrentAccess()->tls;
       if (connections.size() >= max_connections && !EvictOne()) {
+        if (tls) {  // a plain-text answer means nothing to a TLS client
+          close(fd);
+          continue;
+        }
         static constexpr char kBusy[] =
             "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         (void)!send(fd, kBusy, sizeof kBusy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -518,7 +587,17 @@ struct Server::Impl {
       const std::uint64_t id = next_id++;
       Connection& c = connections[id];
       c.fd = fd;
-      c.since = Clock::now();
+      c.since = Clock::now();  // the handshake counts against request_timeout
+      if (tls) {
+        c.tls.reset(SSL_new(tls.get()));
+        if (!c.tls || SSL_set_fd(c.tls.get(), fd) != 1) {
+          ERR_clear_error();
+          close(fd);
+          connections.erase(id);
+          continue;
+        }
+        SSL_set_accept_state(c.tls.get());
+      }
       epoll_event ev{};
       ev.events = EPOLLIN | EPOLLRDHUP;
       ev.data.u64 = id;
@@ -578,9 +657,11 @@ struct Server::Impl {
         if (it == connections.end()) continue;
         Connection& c = it->second;
         const std::uint32_t e = events[i].events;
-        if (c.state == State::kReading && (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+        // A TLS connection may wait for the other direction (a handshake, a key update).
+        if (c.state == State::kReading &&
+            (e & (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
           Read(id, c);
-        } else if (c.state == State::kWriting && (e & (EPOLLOUT | EPOLLHUP | EPOLLERR))) {
+        } else if (c.state == State::kWriting && (e & (EPOLLOUT | EPOLLIN | EPOLLHUP | EPOLLERR))) {
           Write(id, c);
         } else if (e & (EPOLLHUP | EPOLLERR)) {
           Close(id);  // gone while its request is handled: the response is dropped
@@ -613,7 +694,8 @@ Server::Server(const ServerOptions& options, std::map<std::string, Handler> rout
   Impl& s = *impl_;
   s.routes = std::move(routes);
   s.access = std::make_shared<const Impl::Access>(
-      Impl::Access{options.basic_auth_users, options.response_headers});
+      Impl::Access{options.basic_auth_users, options.response_headers,
+                   options.tls ? MakeTlsContext(*options.tls) : nullptr});
   s.options = options;
   if (options.listen_addresses.empty()) throw Error("no listen address given");
   // Leave room under the descriptor limit for the process's other files and connections.
@@ -647,9 +729,10 @@ Server::Server(const ServerOptions& options, std::map<std::string, Handler> rout
 }
 
 void Server::SetAccess(std::map<std::string, std::string> basic_auth_users,
-                       HeaderList response_headers) {
+                       HeaderList response_headers, std::optional<TlsConfig> tls) {
   auto next = std::make_shared<const Impl::Access>(
-      Impl::Access{std::move(basic_auth_users), std::move(response_headers)});
+      Impl::Access{std::move(basic_auth_users), std::move(response_headers),
+                   tls ? MakeTlsContext(*tls) : nullptr});
   {
     std::lock_guard<std::mutex> lock(impl_->access_mutex);
     impl_->access = std::move(next);

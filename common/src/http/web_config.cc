@@ -3,18 +3,33 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <filesystem>
 
 #include "pgjobs/config/command_line.h"
+#include "tls_context.h"
 
 namespace pgjobs::http {
 
 WebConfig ParseWebConfig(const std::string& text, const std::string& file) {
   config::MapReader root = config::MapReader::Parse(text, file, nullptr);
   WebConfig out;
-  if (root.Has("tls_server_config")) {
-    root.Fail("tls_server_config",
-              "TLS is not supported: terminate TLS in a proxy in front of the exporter (nginx, "
-              "haproxy, stunnel) and keep the exporter on a loopback address");
+  if (auto tls = root.Map("tls_server_config")) {
+    const std::string folder = std::filesystem::path(file).parent_path().string();
+    auto path = [&](const std::string& key) -> std::string {
+      const std::string value = tls->String(key).value_or("");
+      if (value.empty() || value.starts_with("/") || folder.empty()) return value;
+      return folder + "/" + value;
+    };
+    TlsConfig t;
+    t.cert_file = path("cert_file");
+    t.key_file = path("key_file");
+    t.client_ca_file = path("client_ca_file");
+    t.client_auth_type = tls->String("client_auth_type").value_or(t.client_auth_type);
+    t.min_version = tls->String("min_version").value_or(t.min_version);
+    if (t.cert_file.empty()) tls->FailHere("cert_file is required");
+    if (t.key_file.empty()) tls->FailHere("key_file is required");
+    tls->Finish();
+    out.tls = t;
   }
   if (auto users = root.Map("basic_auth_users")) {
     for (const std::string& user : users->Keys()) {
@@ -64,7 +79,15 @@ WebConfig ParseWebConfig(const std::string& text, const std::string& file) {
 
 WebConfig LoadWebConfig(const std::string& file) {
   if (file.empty()) return {};
-  return ParseWebConfig(config::ReadConfigFile(file), file);
+  WebConfig web = ParseWebConfig(config::ReadConfigFile(file), file);
+  if (web.tls) {
+    try {
+      MakeTlsContext(*web.tls);
+    } catch (const Error& e) {
+      throw Error(file + ": " + e.what());
+    }
+  }
+  return web;
 }
 
 }  // namespace pgjobs::http

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "pgjobs/error.h"
+#include "pgjobs/http/tls.h"
 
 namespace pgjobs::http {
 
@@ -66,6 +67,8 @@ struct ServerOptions {
   std::map<std::string, std::string> basic_auth_users;
   /// Added to every response (exporter-toolkit's http_server_config.headers).
   HeaderList response_headers;
+  /// When set, every listener speaks HTTPS only.
+  std::optional<TlsConfig> tls;
   /// Threads that run handlers; requests beyond them wait in a queue of max_queued_requests,
   /// and beyond that get a 503 at once.
   int handler_threads = 4;
@@ -103,9 +106,12 @@ class Server {
   Server& operator=(const Server&) = delete;
   /// The ports actually listened on, in the order of listen_addresses.
   std::vector<int> Ports() const;
-  /// Replaces the basic auth users and the response headers (a reloaded web configuration):
-  /// requests read after this call use the new ones.
-  void SetAccess(std::map<std::string, std::string> basic_auth_users, HeaderList response_headers);
+  /// Replaces the basic auth users, the response headers and the TLS configuration (a reloaded
+  /// web configuration): requests read after this call use the new users and headers, and
+  /// connections accepted after it the new TLS. Throws pgjobs::Error, changing nothing, when the
+  /// TLS files cannot be used.
+  void SetAccess(std::map<std::string, std::string> basic_auth_users, HeaderList response_headers,
+                 std::optional<TlsConfig> tls);
 
   struct Impl;
 

@@ -72,10 +72,9 @@ struct WorkerConfig {
   /// false: no metrics path at all (not zeroed series); the health endpoints stay.
   bool metrics_enabled = true;
   std::string telemetry_path = "/metrics";
-  /// The metrics server's basic auth users (user -> bcrypt hash) and extra response headers,
-  /// from --web.config.file.
-  std::map<std::string, std::string> basic_auth_users;
-  std::vector<std::pair<std::string, std::string>> response_headers;
+  /// exporter-toolkit's web configuration file (basic auth, response headers, TLS) for the
+  /// metrics server; empty for none.
+  std::string web_config_file;
   std::vector<double> duration_buckets{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
                                        2.5,   5,     10,   30,    60,   120, 300,  600};
   std::vector<double> wait_buckets{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,

@@ -1,9 +1,7 @@
 #pragma once
 
-#include <map>
 #include <memory>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "pgjobs/log/logger.h"
@@ -40,10 +38,10 @@ class Worker {
   void Stop();
   /// The ports the metrics server listens on, once Run() has started it.
   std::vector<int> Ports() const;
-  /// Replaces the metrics server's basic auth users (user -> bcrypt hash) and extra response
-  /// headers, live (a reloaded --web.config.file). Thread-safe.
-  void SetAccess(std::map<std::string, std::string> basic_auth_users,
-                 std::vector<std::pair<std::string, std::string>> response_headers);
+  /// Re-reads config.web_config_file and applies it to the metrics server at once (users,
+  /// headers, TLS for new connections). Throws pgjobs::Error, changing nothing, when it is
+  /// invalid. Thread-safe.
+  void ReloadWebConfig();
 
   struct Impl;
 
