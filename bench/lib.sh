@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Shared by the benchmark scripts (sourced): a throwaway cluster and what a drain needs.
 # Expects to run from the repository's root.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Pickup latency as users feel it: from the moment publish's commit returns to the publisher, to
 // the moment the handler starts, both on this process's monotonic clock. A worker with a no-op
 // handler runs in-process (the C++ API); the publisher uses its own connection.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Measures the queue's SQL API from a client on one connection: publish_bulk throughput, and
 // consume + ack throughput at several batch sizes. Prints one markdown table row per figure.
 //

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Scrapes a URL N times and prints p50, p99 and max latency in milliseconds.
 
 usage: scrape_latency.py URL [N] [INTERVAL_SECONDS]

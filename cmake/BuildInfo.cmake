@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Writes OUTPUT, the definitions of pgjobs::BuildVersion() and pgjobs::BuildRevision(), at every
 # build, and touches it only when they change (so a rebuild recompiles one file).
 # The revision is REVISION when given (a packager building from a tarball), else the git commit of
@@ -16,6 +17,14 @@ if(revision STREQUAL "")
                       OUTPUT_VARIABLE changes RESULT_VARIABLE rc ERROR_QUIET)
       if(rc EQUAL 0 AND NOT changes STREQUAL "")
         set(revision "${revision}-dirty")
+      endif()
+      # A release tag must name the version the binaries report.
+      execute_process(COMMAND ${GIT} -C "${SOURCE_DIR}" describe --tags --exact-match --match v*
+                      OUTPUT_VARIABLE tag OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE rc
+                      ERROR_QUIET)
+      if(rc EQUAL 0 AND NOT tag STREQUAL "v${VERSION}")
+        message(FATAL_ERROR "the commit is tagged ${tag}, but CMakeLists.txt says version "
+                            "${VERSION}: make project(VERSION) match the tag (see CHANGELOG.md)")
       endif()
     endif()
   endif()

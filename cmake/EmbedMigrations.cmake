@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Writes OUTPUT, a C++ source defining pgjobs::migrate::BundledMigrations() from the SQL files in
 # SOURCES (a ;-separated list of paths named NNN_name.sql, in version order). Run with cmake -P.
 set(body "")

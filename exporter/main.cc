@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // jobs-exporter: serves the queue's statistics to Prometheus.
 #include <signal.h>
 

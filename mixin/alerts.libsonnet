@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The alert rules. Queue alerts come from jobs-exporter and keep the labels of the database
 // (_config.groupLabels); worker alerts come from jobs-worker and are per pool
 // (_config.workerGroupLabels). Every alert has a static summary, a description naming what

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What a deployment changes: override these fields in `_config+::` when vendoring the mixin.
 {
   _config+:: {

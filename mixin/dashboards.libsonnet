@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The Grafana dashboards, in plain jsonnet. Variables: the data source, each label of
 // _config.groupLabels (the database for the queue, the pool and instance for the workers) and
 // the task; every query filters by all of them, so one dashboard shows one database or all of

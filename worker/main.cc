@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // jobs-worker: runs the jobs of a pgjobs queue.
 #include <signal.h>
 

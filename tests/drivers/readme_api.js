@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The README's SQL API through node-postgres, written as its users write it: every parameter
 // sent untyped (node-postgres leaves the types to the server), arrays and dates as node-postgres
 // converts them. Exits non-zero at the first call that does not do what the README says.

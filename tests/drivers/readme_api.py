@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The README's SQL API through psycopg 3, in each way its users call it: plain, named
 arguments, prepared statements, binary parameters, pipeline mode, and a registered
 jobs.bulk_job composite. Exits non-zero at the first call that does not do what the README says.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The jobs-ctl binary, run as an operator would: every command, its output for people and
 // scripts, each role's reach, and every bad argument.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The README's SQL API through the drivers our users use, as they write it: node-postgres (which
 // sends every parameter untyped) and psycopg 3 (plain, prepared, binary, pipeline, composite).
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // jobs-exporter, the real binary, scraped over HTTP against a real PostgreSQL.
 #include <crypt.h>
 #include <gtest/gtest.h>

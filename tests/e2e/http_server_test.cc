@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // pgjobs::http::Server over real sockets: what idle, slow and hostile clients cannot do to the
 // requests of everyone else.
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The jobs-migrate binary, run as a user would.
 #include <gtest/gtest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // No input may stop the worker: a handler's output, an argument's size, a command's leftovers,
 // a refused result or a revoked privilege, against the real binary.
 #include <signal.h>

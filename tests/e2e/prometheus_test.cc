@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // End to end with a real Prometheus: two databases, each with its jobs-exporter and a jobs-worker,
 // and Prometheus scraping the four every second under job names of our choosing, with the alert
 // rules. Every dashboard query must return data on a healthy system, and the expired-jobs,

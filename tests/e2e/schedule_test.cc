@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Recurring jobs on real workers and the real clock: a schedule of every minute, set from two
 // workers' YAML, is published once a minute whatever the number of workers, and once after the
 // workers were down across two of its slots (missed: run_once). About five minutes.

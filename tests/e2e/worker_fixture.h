@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The fixture of the jobs-worker suites: a fresh database, a temporary directory, and the real
 // binary started with a YAML configuration.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // jobs-worker, the real binary, running real jobs against a real PostgreSQL.
 #include "pgjobs/worker/worker.h"
 

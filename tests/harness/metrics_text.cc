@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "tests/harness/metrics_text.h"
 
 #include <sstream>

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs pgjobs into a temporary prefix, builds the worker and publish examples as a separate project with
 # find_package(pgjobs), and runs the result's usage line.
 set -euo pipefail

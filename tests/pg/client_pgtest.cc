@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // pgjobs::client::Client against a real server: what it publishes is what jobs.publish and
 // jobs.publish_bulk would, in order, and a failure says what was published.
 #include "pgjobs/client/client.h"

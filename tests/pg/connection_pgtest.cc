@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // db::Connection's pipelines against a real server: one round trip, one transaction, and the
 // outcome of each statement.
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The migrator against real databases: fresh installs, upgrades, failures and races.
 #include <thread>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Day-2 operations in SQL: retention and pruning, cancel, retry, reschedule, pause, maintenance,
 // and the operator's and monitor's rights to them.
 #include "tests/pg/fixture.h"

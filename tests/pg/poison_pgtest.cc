@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Values that once stopped the queue are refused where they enter, with 22023 and the argument
 // named; the table's constraints refuse them on every other path.
 #include "tests/pg/fixture.h"

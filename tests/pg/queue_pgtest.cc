@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The SQL API of the queue, against a real PostgreSQL.
 #include <poll.h>
 

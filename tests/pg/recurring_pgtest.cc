@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unique jobs and recurring jobs in SQL: keys under concurrent publishers, the cron parser and
 // its next slot across daylight saving in two zones, schedules and their missed slots.
 #include <thread>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Least privilege: each role can do its part and nothing else.
 #include "tests/pg/fixture.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // sql/schema.sql is the schema that the migrations build, as pg_dump prints it: one file where a
 // reader sees what each function is now, whatever migration last restated it. This test keeps it
 // true; PGJOBS_UPDATE_SCHEMA=1 rewrites it from a freshly migrated database.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The stats views and functions the exporter reads.
 #include <map>
 #include <thread>

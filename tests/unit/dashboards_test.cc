@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The Grafana dashboards: structure Grafana imports, a query and a description on every panel,
 // and every query valid PromQL (checked by promtool as recording rules).
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The worker's pure logic, without a database or threads: time is passed in.
 #include <gtest/gtest.h>
 

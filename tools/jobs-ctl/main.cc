@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // jobs-ctl: an operator's view of the queue, and controls over its jobs.
 #include <algorithm>
 #include <cstdlib>

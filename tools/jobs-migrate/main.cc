@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // jobs-migrate: installs or upgrades the jobs schema in a database.
 #include <algorithm>
 #include <cstdlib>

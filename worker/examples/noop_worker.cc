@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A worker with a handler written in C++: link pgjobs::worker, register handlers, run.
 //
 //   find_package(pgjobs REQUIRED)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Publishing jobs from C++: link pgjobs::client.
 //
 //   find_package(pgjobs REQUIRED)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The worker, composed from its parts; worker/README.md says which file decides what.
 #include "pgjobs/worker/worker.h"
 

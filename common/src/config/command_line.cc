@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "pgjobs/config/command_line.h"
 
 #include <sys/stat.h>

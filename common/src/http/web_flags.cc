@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "pgjobs/http/web_flags.h"
 
 #include "pgjobs/config/command_line.h"
