@@ -52,6 +52,7 @@ TEST_F(RolesTest, MonitorMayOnlyReadStats) {
   db::Connection monitor = As("app_monitor");
   EXPECT_EQ(Denied(monitor, "SELECT * FROM jobs.stats_queue"), "allowed");
   EXPECT_EQ(Denied(monitor, "SELECT * FROM jobs.stats_published"), "allowed");
+  EXPECT_EQ(Denied(monitor, "SELECT * FROM jobs.stats_published_by_task"), "allowed");
   EXPECT_EQ(Denied(monitor, "SELECT * FROM jobs.stats_tables"), "allowed");
   EXPECT_EQ(Denied(monitor, "SELECT * FROM jobs.finished_stats(NULL, '{}', '{}', '{}')"),
             "allowed");

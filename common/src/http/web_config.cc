@@ -17,7 +17,7 @@ WebConfig ParseWebConfig(const std::string& text, const std::string& file) {
   if (auto tls = root.Map("tls_server_config")) {
     const std::string folder = std::filesystem::path(file).parent_path().string();
     auto path = [&](const std::string& key) -> std::string {
-      const std::string value = tls->String(key).value_or("");
+      std::string value = tls->String(key).value_or("");
       if (value.empty() || value.starts_with("/") || folder.empty()) return value;
       return folder + "/" + value;
     };
