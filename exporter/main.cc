@@ -16,6 +16,7 @@
 #include "pgjobs/db/dsn.h"
 #include "pgjobs/exporter/config.h"
 #include "pgjobs/exporter/exporter.h"
+#include "pgjobs/exporter/probes.h"
 #include "pgjobs/http/server.h"
 #include "pgjobs/http/web_config.h"
 #include "pgjobs/http/web_flags.h"
@@ -100,7 +101,8 @@ std::string LandingPage(const std::string& metrics_path) {
          "<h1>pgjobs exporter</h1><p>Statistics of a PostgreSQL job queue for Prometheus.</p>"
          "<ul><li><a href=\"" +
          metrics_path + "\">" + metrics_path +
-         "</a></li><li><a href=\"/-/healthy\">/-/healthy</a></li>"
+         "</a></li><li>/probe?target=NAME (a database under targets:)</li>"
+         "<li><a href=\"/-/healthy\">/-/healthy</a></li>"
          "<li><a href=\"/-/ready\">/-/ready</a></li></ul><p>Version " +
          std::string(pgjobs::BuildVersion()) + ", revision " + pgjobs::BuildRevision() +
          "</p></body></html>\n";
@@ -148,6 +150,10 @@ int main(int argc, char** argv) {
                   header == request.headers.end() ? nullptr : &header->second, exporter.Config()));
     return pgjobs::http::Response{200, pgjobs::http::kExpositionContentType,
                                   pgjobs::http::Serialize(families)};
+  };
+  pgjobs::exporter::Probes probes(config, pgjobs::BuildVersion(), logger);
+  routes["/probe"] = [&probes](const pgjobs::http::Request& request) {
+    return probes.Handle(request);
   };
   routes["/"] = [metrics_path](const pgjobs::http::Request&) {
     return pgjobs::http::Response{200, "text/html; charset=utf-8", LandingPage(metrics_path)};
@@ -211,6 +217,7 @@ int main(int argc, char** argv) {
           next.telemetry_path != config.telemetry_path) {
         logger.Warn("listen addresses and telemetry path change only on restart");
       }
+      probes.Reconfigure(next);
       exporter.Reconfigure(std::move(next));
       logger.Info("configuration reloaded", {{"file", flags.config_file}});
     } catch (const pgjobs::Error& e) {

@@ -6,6 +6,7 @@
 #include <regex>
 #include <set>
 
+#include "pgjobs/db/connection.h"
 #include "pgjobs/http/server.h"
 
 namespace pgjobs::exporter {
@@ -186,8 +187,37 @@ ExporterConfig ParseExporterConfig(const std::string& text, const std::string& f
       c.custom_metrics.push_back(std::move(metric));
     }
   }
+  if (auto targets = root.Map("targets")) {
+    for (const std::string& name : targets->Keys()) {
+      auto target = targets->Map(name);
+      if (!target) targets->Fail(name, "expected a map with dsn (and connect_timeout)");
+      if (name.empty() || name.find_first_of(" /?&#%\"'") != std::string::npos) {
+        targets->Fail(name, "a target name is used in URLs: no spaces, quotes, /, ?, &, # or %");
+      }
+      ProbeTarget t;
+      t.dsn = target->String("dsn").value_or("");
+      if (t.dsn.empty()) target->FailHere("dsn is required");
+      try {
+        db::CheckDsn(t.dsn);
+      } catch (const Error& e) {
+        target->Fail("dsn", e.what());
+      }
+      t.connect_timeout = target->Duration("connect_timeout").value_or(c.connect_timeout);
+      target->Finish();
+      c.targets[name] = t;
+    }
+  }
   root.Finish();
   return c;
+}
+
+ExporterConfig ForTarget(const ExporterConfig& config, const std::string& name) {
+  ExporterConfig out = config;
+  const ProbeTarget& target = config.targets.at(name);
+  out.dsn = target.dsn;
+  out.connect_timeout = target.connect_timeout;
+  out.targets.clear();
+  return out;
 }
 
 }  // namespace pgjobs::exporter

@@ -33,8 +33,10 @@ const std::string& TaskLabels::Label(const std::string& task) {
   return kOther;
 }
 
-Exporter::Exporter(ExporterConfig config, std::string version, log::Logger& logger)
+Exporter::Exporter(ExporterConfig config, std::string version, log::Logger& logger,
+                   std::string probe_target)
     : version_(std::move(version)),
+      probe_target_(std::move(probe_target)),
       logger_(logger),
       config_(std::move(config)),
       labels_(config_.max_tasks),
@@ -94,14 +96,16 @@ void Exporter::LogFailure(const std::string& collector, const std::string& error
   const std::optional<long long> left_out = failures_.Failed(collector, Clock::now());
   if (!left_out) return;
   log::Fields fields{{"collector", collector}, {"err", error}};
+  if (!probe_target_.empty()) fields.emplace_back("target", probe_target_);
   if (*left_out > 0) fields.emplace_back("failures_not_logged", std::to_string(*left_out));
   logger_.Warn(collector == "connect" ? "cannot reach the database" : "collector failed", fields);
 }
 
 void Exporter::LogSuccess(const std::string& collector) {
   if (!failures_.Succeeded(collector)) return;
-  logger_.Info(collector == "connect" ? "database reachable again" : "collector recovered",
-               {{"collector", collector}});
+  log::Fields fields{{"collector", collector}};
+  if (!probe_target_.empty()) fields.emplace_back("target", probe_target_);
+  logger_.Info(collector == "connect" ? "database reachable again" : "collector recovered", fields);
 }
 
 http::Families Exporter::Collect(Clock::time_point deadline) {
@@ -202,8 +206,10 @@ http::Families Exporter::Collect(Clock::time_point deadline) {
   out.push_back(std::move(success));
   out.push_back(std::move(duration));
   out.push_back(std::move(folded));
-  out.push_back(std::move(build));
-  for (auto& family : http::ProcessMetrics()) out.push_back(std::move(family));
+  if (probe_target_.empty()) {  // the exporter's own metrics belong on /metrics only
+    out.push_back(std::move(build));
+    for (auto& family : http::ProcessMetrics()) out.push_back(std::move(family));
+  }
   return out;
 }
 

@@ -453,6 +453,68 @@ TEST_F(ExporterTest, ServesHttpsAndVerifiesClientCertificates) {
   EXPECT_EQ(again.exit_code, 0) << again.err;
 }
 
+// /probe?target=NAME: each database named in the configuration on its own connection, with its
+// own pgjobs_up; nothing else can be probed, and /metrics keeps serving the default database.
+TEST_F(ExporterTest, ProbeServesEachConfiguredDatabaseAndNothingElse) {
+  const std::string orders = PgCluster::Shared().FreshDatabase();
+  const std::string billing = PgCluster::Shared().FreshDatabase();
+  {
+    db::Connection o(db::ConnectOptions{.dsn = orders});
+    o.Execute("jobs", "SELECT jobs.publish('ship') FROM generate_series(1, 3)");
+    db::Connection b(db::ConnectOptions{.dsn = billing});
+    b.Execute("jobs", "SELECT jobs.publish('invoice') FROM generate_series(1, 2)");
+  }
+  Start(
+      "targets:\n"
+      "  orders: {dsn: \"" +
+      orders +
+      "\"}\n"
+      "  billing: {dsn: \"" +
+      billing +
+      "\"}\n"
+      "  gone: {dsn: \"postgresql://postgres@127.0.0.1:1/none\", connect_timeout: 1s}\n");
+  HttpResponse o = HttpGet(port_, "/probe?target=orders");
+  ASSERT_EQ(o.status, 200) << o.body;
+  auto om = ParseMetrics(o.body);
+  EXPECT_EQ(om["pgjobs_up"], 1);
+  EXPECT_EQ(om["pgjobs_jobs{task=\"ship\",state=\"ready\"}"], 3);
+  EXPECT_EQ(om.count("pgjobs_jobs{task=\"invoice\",state=\"ready\"}"), 0u);
+  EXPECT_EQ(o.body.find("process_"), std::string::npos) << "process metrics are /metrics' own";
+  EXPECT_EQ(o.body.find("pgjobs_exporter_build_info"), std::string::npos);
+  auto bm = ParseMetrics(HttpGet(port_, "/probe?target=billing").body);
+  EXPECT_EQ(bm["pgjobs_jobs{task=\"invoice\",state=\"ready\"}"], 2);
+  EXPECT_EQ(bm.count("pgjobs_jobs{task=\"ship\",state=\"ready\"}"), 0u);
+  // A target whose database is down is 0 on its own; the others stay 1.
+  auto gm = ParseMetrics(HttpGet(port_, "/probe?target=gone").body);
+  EXPECT_EQ(gm["pgjobs_up"], 0);
+  EXPECT_EQ(ParseMetrics(HttpGet(port_, "/probe?target=orders").body)["pgjobs_up"], 1);
+  // /metrics: the default database (the test's), and the exporter's own metrics.
+  auto m = Metrics();
+  EXPECT_EQ(m["pgjobs_up"], 1);
+  EXPECT_EQ(m.count("pgjobs_jobs{task=\"ship\",state=\"ready\"}"), 0u);
+  EXPECT_GT(m["process_resident_memory_bytes"], 0);
+
+  HttpResponse unknown = HttpGet(port_, "/probe?target=payroll");
+  EXPECT_EQ(unknown.status, 400);
+  EXPECT_EQ(unknown.body,
+            "unknown target 'payroll': /probe serves only the databases named under targets: in "
+            "the configuration (billing, gone, orders)\n");
+  HttpResponse dsn = HttpGet(
+      port_, "/probe?target=" + std::string("postgresql%3A%2F%2Fpostgres%40127.0.0.1%2Fpostgres"));
+  EXPECT_EQ(dsn.status, 400) << "a DSN in the request is never used";
+  HttpResponse missing = HttpGet(port_, "/probe");
+  EXPECT_EQ(missing.status, 400);
+  EXPECT_NE(missing.body.find("missing ?target=NAME"), std::string::npos);
+
+  // A reload that drops a target stops serving it.
+  WriteFile(dir_, "exporter.yaml",
+            "database:\n  dsn: \"${TEST_DSN}\"\ntargets:\n  orders: {dsn: \"" + orders + "\"}\n");
+  exporter_->Signal(SIGHUP);
+  ASSERT_TRUE(exporter_->WaitForOutput("configuration reloaded")) << exporter_->Output();
+  EXPECT_EQ(HttpGet(port_, "/probe?target=billing").status, 400);
+  EXPECT_EQ(HttpGet(port_, "/probe?target=orders").status, 200);
+}
+
 TEST_F(ExporterTest, BadTlsSettingsAreRefusedWithTheFileAndTheReason) {
   auto check = [&](const std::string& web_yaml) {
     const std::string web = WriteFile(dir_, "web.yml", web_yaml);
@@ -669,6 +731,12 @@ TEST(ExporterConfigCheck, BadConfigsAreRefusedWordForWord) {
        ":2:5: custom_metrics[0].value: missing: name the column that holds the value"},
       {"unset_env.yaml", ":2:8: database.dsn: environment variable PGJOBS_TEST_UNSET is not set"},
       {"syntax.yaml", ":3:7: end of sequence flow not found"},
+      {"target_without_dsn.yaml", ":2:11: targets.orders: dsn is required"},
+      {"target_bad_name.yaml",
+       ":2:10: targets.a/b: a target name is used in URLs: no spaces, quotes, /, ?, &, # or %"},
+      {"target_bad_dsn.yaml",
+       ":2:17: targets.orders.dsn: connecting to host=h port: invalid DSN: missing \"=\" after "
+       "\"port\" in connection info string"},
   };
   for (const BadConfig& c : cases) {
     const std::string path = kTestdata + "/exporter/" + c.file;

@@ -341,5 +341,55 @@ TEST(PrometheusEndToEnd, ScrapesBothBinariesOverHttpsWithClientCertificates) {
   std::filesystem::remove_all(dir, ec);
 }
 
+// config/prometheus/prometheus.multi-target.example.yml, as shipped (only the exporter's address
+// changed): each database becomes a target of its own, with its name as the instance label.
+TEST(PrometheusEndToEnd, TheMultiTargetExampleScrapesEachDatabaseUnderItsName) {
+  char tmpl[] = "/tmp/pgjobs-prometheus-probe-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const std::string orders = PgCluster::Shared().FreshDatabase();
+  const std::string billing = PgCluster::Shared().FreshDatabase();
+  db::Connection(db::ConnectOptions{.dsn = billing})
+      .Execute("jobs", "SELECT jobs.publish('invoice') FROM generate_series(1, 2)");
+  std::ofstream(dir + "/exporter.yaml") << "database: {dsn: \"" << orders << "\"}\n"
+                                        << "targets:\n"
+                                        << "  orders: {dsn: \"" << orders << "\"}\n"
+                                        << "  billing: {dsn: \"" << billing << "\"}\n";
+  BackgroundProcess exporter({PGJOBS_EXPORTER_BIN, "--web.listen-address=127.0.0.1:0",
+                              "--config.file=" + dir + "/exporter.yaml"},
+                             {});
+  ASSERT_TRUE(exporter.WaitForOutput("msg=listening")) << exporter.Output();
+  std::ifstream in(kSource + "/config/prometheus/prometheus.multi-target.example.yml");
+  std::string example((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  example = std::regex_replace(example, std::regex("127\\.0\\.0\\.1:9467"),
+                               "127.0.0.1:" + std::to_string(exporter.LoggedInt("ports")));
+  const int prometheus_port = FreePort();
+  std::ofstream(dir + "/prometheus.yml") << "global: {scrape_interval: 1s}\n" << example;
+  BackgroundProcess prometheus(
+      {"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
+       "--storage.tsdb.path=" + dir + "/data",
+       "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port)},
+      {});
+  ASSERT_TRUE(prometheus.WaitForOutput("Server is ready to receive web requests", 30000))
+      << prometheus.Output();
+  auto value = [&](const std::string& query) {
+    const json r =
+        json::parse(HttpGet(prometheus_port, "/api/v1/query?query=" + UrlEncode(query)).body);
+    const auto& result = r["data"]["result"];
+    return result.empty() ? -1.0 : std::stod(result[0]["value"][1].get<std::string>());
+  };
+  const std::string both =
+      R"(count(pgjobs_up{job="pgjobs-databases",instance=~"orders|billing"} == 1))";
+  for (int i = 0; i < 150 && value(both) < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_EQ(value(both), 2) << HttpGet(prometheus_port, "/api/v1/targets").body;
+  EXPECT_EQ(value(R"(sum(pgjobs_jobs{instance="billing",task="invoice",state="ready"}))"), 2);
+  EXPECT_EQ(value(R"(count(pgjobs_jobs{instance="orders",task="invoice"}))"), -1)
+      << "each database's jobs under its own name";
+  EXPECT_EQ(value(R"(count(pgjobs_exporter_build_info{job="pgjobs-exporter"}))"), 1);
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
 }  // namespace
 }  // namespace pgjobs::testing

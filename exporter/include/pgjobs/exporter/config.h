@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,13 @@ struct CustomMetric {
   std::chrono::milliseconds min_interval{0};
 };
 
+/// A database served at /probe?target=NAME (the multi-target pattern).
+struct ProbeTarget {
+  std::string dsn;
+  std::chrono::milliseconds connect_timeout{5000};
+  bool operator==(const ProbeTarget&) const = default;
+};
+
 /// The validated configuration of jobs-exporter. Defaults live here and nowhere else.
 struct ExporterConfig {
   std::string dsn;
@@ -47,7 +55,13 @@ struct ExporterConfig {
                                   5,     10,   30,    60,   120, 300,  600, 1800};
   std::vector<double> attempt_buckets{1, 2, 3, 4, 5, 10};
   std::vector<CustomMetric> custom_metrics;
+  /// Databases served at /probe?target=NAME, by NAME, each with its own connection; the
+  /// settings above (scrape, metrics, custom metrics) apply to each of them.
+  std::map<std::string, ProbeTarget> targets;
 };
+
+/// `config` for the probe target `name`: its database, and no targets of its own. Pure.
+ExporterConfig ForTarget(const ExporterConfig& config, const std::string& name);
 
 /// How long one scrape may take: Prometheus' X-Prometheus-Scrape-Timeout-Seconds header (null
 /// when absent) minus scrape_timeout_offset, never more than scrape_timeout, never less than

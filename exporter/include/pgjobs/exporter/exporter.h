@@ -44,7 +44,11 @@ class Exporter {
   /// `version` is reported in pgjobs_exporter_build_info. `logger` must outlive the exporter; it
   /// gets a line when the database cannot be reached and when a collector fails (at most one a
   /// minute per collector while it keeps failing), and one when it recovers.
-  Exporter(ExporterConfig config, std::string version, log::Logger& logger);
+  /// `probe_target` names the database when this exporter serves /probe?target=NAME: its
+  /// output then holds that database's metrics only (no process or build metrics, which
+  /// /metrics serves), and its log lines carry target=NAME.
+  Exporter(ExporterConfig config, std::string version, log::Logger& logger,
+           std::string probe_target = "");
   ~Exporter();
 
   /// Collects every metric, finishing by `deadline` whatever the database does: a collector that
@@ -87,6 +91,7 @@ class Exporter {
   void LogSuccess(const std::string& collector);
 
   const std::string version_;
+  const std::string probe_target_;
   log::Logger& logger_;
   log::FailureLog failures_;  // touched only by the collection in flight
   mutable std::mutex config_mutex_;
