@@ -3,7 +3,9 @@
 // the moment the handler starts, both on this process's monotonic clock. A worker with a no-op
 // handler runs in-process (the C++ API); the publisher uses its own connection.
 //
-// usage: pickup_bench DSN [JOBS]   (the database must be migrated)
+// usage: pickup_bench DSN [JOBS [POOLING [NOTIFY_DSN]]]   (the database must be migrated)
+//   POOLING: session (default) or transaction (behind PgBouncer's transaction pooling, with
+//   NOTIFY_DSN the direct connection the worker listens on).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -17,7 +19,7 @@
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: pickup_bench DSN [JOBS]\n");
+    std::fprintf(stderr, "usage: pickup_bench DSN [JOBS [POOLING [NOTIFY_DSN]]]\n");
     return 2;
   }
   using Clock = std::chrono::steady_clock;
@@ -28,6 +30,10 @@ int main(int argc, char** argv) {
   pgjobs::worker::WorkerConfig config;
   config.dsn = argv[1];
   config.concurrency = 8;
+  if (argc > 3 && std::string(argv[3]) == "transaction") {
+    config.pooling = pgjobs::db::Pooling::kTransaction;
+  }
+  if (argc > 4) config.notify_dsn = argv[4];
   config.listen_addresses = {"127.0.0.1:0"};
   std::ostringstream quiet;
   pgjobs::log::Logger logger(pgjobs::log::Level::kError, pgjobs::log::Format::kLogfmt, quiet);
@@ -41,7 +47,8 @@ int main(int argc, char** argv) {
   std::thread runner([&] { worker.Run(); });
   std::this_thread::sleep_for(std::chrono::seconds(1));  // registered and idle on LISTEN
 
-  pgjobs::db::Connection conn(pgjobs::db::ConnectOptions{.dsn = argv[1]});
+  pgjobs::db::Connection conn(
+      pgjobs::db::ConnectOptions{.dsn = argv[1], .pooling = config.pooling});
   conn.Prepare("publish", "SELECT job_id FROM jobs.publish('bench.pickup')");
   conn.QueryPrepared("publish");  // warm the session's plans; not measured
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -68,7 +75,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   auto p = [&](double q) {
-    return ms[std::min(ms.size() - 1, static_cast<size_t>(q * ms.size()))];
+    return ms[std::min(ms.size() - 1, static_cast<size_t>(q * static_cast<double>(ms.size())))];
   };
   std::printf(
       "| pickup latency, publish commit → handler start, %zu single jobs | p50 %.2f ms, p99 %.2f "

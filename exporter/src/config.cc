@@ -130,6 +130,16 @@ const std::vector<std::string>& OwnFamilyNames() {
   return kNames;
 }
 
+namespace {
+
+db::Pooling ParsePooling(config::MapReader& database) {
+  return database.Choice("pooling", {"session", "transaction"}).value_or("session") == "transaction"
+             ? db::Pooling::kTransaction
+             : db::Pooling::kSession;
+}
+
+}  // namespace
+
 ExporterConfig ParseExporterConfig(const std::string& text, const std::string& file,
                                    const config::EnvLookup& env) {
   config::MapReader root = config::MapReader::Parse(text, file, env);
@@ -137,6 +147,7 @@ ExporterConfig ParseExporterConfig(const std::string& text, const std::string& f
   if (auto db = root.Map("database")) {
     c.dsn = db->String("dsn").value_or("");
     c.connect_timeout = db->Duration("connect_timeout").value_or(c.connect_timeout);
+    c.pooling = ParsePooling(*db);
     db->Finish();
   }
   if (auto web = root.Map("web")) {
@@ -203,6 +214,7 @@ ExporterConfig ParseExporterConfig(const std::string& text, const std::string& f
         target->Fail("dsn", e.what());
       }
       t.connect_timeout = target->Duration("connect_timeout").value_or(c.connect_timeout);
+      t.pooling = target->Has("pooling") ? ParsePooling(*target) : c.pooling;
       target->Finish();
       c.targets[name] = t;
     }
@@ -216,6 +228,7 @@ ExporterConfig ForTarget(const ExporterConfig& config, const std::string& name) 
   const ProbeTarget& target = config.targets.at(name);
   out.dsn = target.dsn;
   out.connect_timeout = target.connect_timeout;
+  out.pooling = target.pooling;
   out.targets.clear();
   return out;
 }

@@ -116,7 +116,8 @@ http::Families Exporter::Collect(Clock::time_point deadline) {
                                  next.run_buckets != active_.run_buckets ||
                                  next.attempt_buckets != active_.attempt_buckets;
     if (buckets_changed) histograms_.clear();
-    if (next.dsn != active_.dsn || next.connect_timeout != active_.connect_timeout) {
+    if (next.dsn != active_.dsn || next.connect_timeout != active_.connect_timeout ||
+        next.pooling != active_.pooling) {
       source_.reset();
     }
     if (next.max_tasks != active_.max_tasks) {
@@ -126,10 +127,11 @@ http::Families Exporter::Collect(Clock::time_point deadline) {
     active_ = next;
   }
   if (!source_) {
-    source_ = std::make_unique<StatsSource>(
-        db::ConnectOptions{.dsn = active_.dsn,
-                           .application_name = "jobs-exporter",
-                           .connect_timeout = active_.connect_timeout});
+    source_ =
+        std::make_unique<StatsSource>(db::ConnectOptions{.dsn = active_.dsn,
+                                                         .application_name = "jobs-exporter",
+                                                         .connect_timeout = active_.connect_timeout,
+                                                         .pooling = active_.pooling});
   }
 
   http::Families out;

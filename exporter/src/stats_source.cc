@@ -49,21 +49,39 @@ void StatsSource::Begin(std::chrono::steady_clock::time_point deadline,
     // A read-only session: the monitoring role needs nothing else, and a mistake cannot write.
     // No JIT: the stats views' cost estimates look large on a big queue, but they run in
     // milliseconds, and compiling them took half a second per scrape (bench/RESULTS.md).
-    connection_->Execute("configure session",
-                         "SET default_transaction_read_only = on; SET jit = off");
+    // Behind a transaction pooler neither can be set: the monitoring role's grants are then
+    // what keeps a scrape from writing.
+    connection_->SetSession("configure session",
+                            "SET default_transaction_read_only = on; SET jit = off");
   }
   connection_->SetDeadline(calls_end);
-  Conn().Query("set timeouts",
-               "SELECT set_config('statement_timeout', $1, false), "
-               "set_config('lock_timeout', $2, false)",
-               {Millis(statement_timeout), Millis(lock_timeout)});
+  statement_timeout_ = Millis(statement_timeout);
+  lock_timeout_ = Millis(lock_timeout);
+  if (options_.pooling == db::Pooling::kSession) {
+    Conn().Query("set timeouts",
+                 "SELECT set_config('statement_timeout', $1, false), "
+                 "set_config('lock_timeout', $2, false)",
+                 {statement_timeout_, lock_timeout_});
+  }
+}
+
+db::Result StatsSource::Run(std::string_view name, const std::string& sql,
+                            const db::Params& params) {
+  if (options_.pooling == db::Pooling::kSession) return Conn().Query(name, sql, params);
+  return Conn()
+      .RunInOneTransaction({{.name = "set timeouts",
+                             .sql = "SELECT set_config('statement_timeout', $1, true), "
+                                    "set_config('lock_timeout', $2, true)",
+                             .params = {statement_timeout_, lock_timeout_}},
+                            {.name = std::string(name), .sql = sql, .params = params}})
+      .back();
 }
 
 std::vector<QueueRow> StatsSource::Queue() {
-  db::Result r = Conn().Query(
-      "stats_queue",
-      "SELECT task, ready, scheduled, retry_wait, running, expired, oldest_ready_age_seconds, "
-      "oldest_running_seconds, max_expired_overdue_seconds FROM jobs.stats_queue");
+  db::Result r =
+      Run("stats_queue",
+          "SELECT task, ready, scheduled, retry_wait, running, expired, oldest_ready_age_seconds, "
+          "oldest_running_seconds, max_expired_overdue_seconds FROM jobs.stats_queue");
   std::vector<QueueRow> rows;
   for (int i = 0; i < r.Rows(); ++i) {
     rows.push_back({std::string(r.Text(i, 0)), r.Double(i, 1), r.Double(i, 2), r.Double(i, 3),
@@ -77,12 +95,12 @@ FinishedBatch StatsSource::Finished(std::optional<long long> after,
                                     const std::vector<double>& wait_bounds,
                                     const std::vector<double>& run_bounds,
                                     const std::vector<double>& attempt_bounds) {
-  db::Result r = Conn().Query(
-      "finished_stats",
-      "SELECT kind, task, status, bucket, n, total FROM jobs.finished_stats($1::bigint, "
-      "$2::float8[], $3::float8[], $4::float8[])",
-      {after ? db::Param(std::to_string(*after)) : db::Param(), ArrayLiteral(wait_bounds),
-       ArrayLiteral(run_bounds), ArrayLiteral(attempt_bounds)});
+  db::Result r =
+      Run("finished_stats",
+          "SELECT kind, task, status, bucket, n, total FROM jobs.finished_stats($1::bigint, "
+          "$2::float8[], $3::float8[], $4::float8[])",
+          {after ? db::Param(std::to_string(*after)) : db::Param(), ArrayLiteral(wait_bounds),
+           ArrayLiteral(run_bounds), ArrayLiteral(attempt_bounds)});
   FinishedBatch batch;
   for (int i = 0; i < r.Rows(); ++i) {
     if (r.Text(i, 0) == "watermark") {
@@ -102,15 +120,15 @@ FinishedBatch StatsSource::Finished(std::optional<long long> after,
 }
 
 std::vector<std::pair<std::string, double>> StatsSource::PublishedByTask() {
-  db::Result r = Conn().Query("stats_published_by_task",
-                              "SELECT task, published_total FROM jobs.stats_published_by_task");
+  db::Result r = Run("stats_published_by_task",
+                     "SELECT task, published_total FROM jobs.stats_published_by_task");
   std::vector<std::pair<std::string, double>> out;
   for (int i = 0; i < r.Rows(); ++i) out.emplace_back(r.Text(i, 0), r.Double(i, 1));
   return out;
 }
 
 std::pair<double, double> StatsSource::Workers() {
-  db::Result r = Conn().Query("stats_workers", "SELECT state, workers FROM jobs.stats_workers");
+  db::Result r = Run("stats_workers", "SELECT state, workers FROM jobs.stats_workers");
   std::pair<double, double> out{0, 0};
   for (int i = 0; i < r.Rows(); ++i) {
     (r.Text(i, 0) == "alive" ? out.first : out.second) = r.Double(i, 1);
@@ -119,17 +137,17 @@ std::pair<double, double> StatsSource::Workers() {
 }
 
 std::vector<std::pair<std::string, double>> StatsSource::JobsOnStaleWorkers() {
-  db::Result r = Conn().Query("stats_jobs_on_stale_workers",
-                              "SELECT task, jobs FROM jobs.stats_jobs_on_stale_workers");
+  db::Result r =
+      Run("stats_jobs_on_stale_workers", "SELECT task, jobs FROM jobs.stats_jobs_on_stale_workers");
   std::vector<std::pair<std::string, double>> out;
   for (int i = 0; i < r.Rows(); ++i) out.emplace_back(r.Text(i, 0), r.Double(i, 1));
   return out;
 }
 
 std::vector<RetentionRow> StatsSource::Retention() {
-  db::Result r = Conn().Query("stats_retention",
-                              "SELECT status, keep_seconds, pruned_total, oldest_age_seconds "
-                              "FROM jobs.stats_retention ORDER BY status");
+  db::Result r = Run("stats_retention",
+                     "SELECT status, keep_seconds, pruned_total, oldest_age_seconds "
+                     "FROM jobs.stats_retention ORDER BY status");
   std::vector<RetentionRow> out;
   for (int i = 0; i < r.Rows(); ++i) {
     RetentionRow row{std::string(r.Text(i, 0)), std::nullopt, r.Double(i, 2), r.Double(i, 3)};
@@ -140,24 +158,24 @@ std::vector<RetentionRow> StatsSource::Retention() {
 }
 
 std::vector<std::string> StatsSource::PausedTasks() {
-  db::Result r = Conn().Query("stats_paused_tasks", "SELECT task FROM jobs.stats_paused_tasks");
+  db::Result r = Run("stats_paused_tasks", "SELECT task FROM jobs.stats_paused_tasks");
   std::vector<std::string> out;
   for (int i = 0; i < r.Rows(); ++i) out.emplace_back(r.Text(i, 0));
   return out;
 }
 
 std::vector<std::pair<std::string, double>> StatsSource::Deduplicated() {
-  db::Result r = Conn().Query("stats_deduplicated",
-                              "SELECT task, deduplicated_total FROM jobs.stats_deduplicated");
+  db::Result r =
+      Run("stats_deduplicated", "SELECT task, deduplicated_total FROM jobs.stats_deduplicated");
   std::vector<std::pair<std::string, double>> out;
   for (int i = 0; i < r.Rows(); ++i) out.emplace_back(r.Text(i, 0), r.Double(i, 1));
   return out;
 }
 
 std::vector<ScheduleRow> StatsSource::Schedules() {
-  db::Result r = Conn().Query("stats_schedules",
-                              "SELECT name, last_enqueued_seconds, next_run_seconds "
-                              "FROM jobs.stats_schedules ORDER BY name");
+  db::Result r = Run("stats_schedules",
+                     "SELECT name, last_enqueued_seconds, next_run_seconds "
+                     "FROM jobs.stats_schedules ORDER BY name");
   std::vector<ScheduleRow> out;
   for (int i = 0; i < r.Rows(); ++i) {
     ScheduleRow row{std::string(r.Text(i, 0)), std::nullopt, std::nullopt};
@@ -169,9 +187,9 @@ std::vector<ScheduleRow> StatsSource::Schedules() {
 }
 
 std::vector<TableRow> StatsSource::Tables() {
-  db::Result r = Conn().Query("stats_tables",
-                              "SELECT table_name, live_tuples, dead_tuples, total_bytes, "
-                              "seconds_since_vacuum FROM jobs.stats_tables");
+  db::Result r = Run("stats_tables",
+                     "SELECT table_name, live_tuples, dead_tuples, total_bytes, "
+                     "seconds_since_vacuum FROM jobs.stats_tables");
   std::vector<TableRow> out;
   for (int i = 0; i < r.Rows(); ++i) {
     TableRow t{std::string(r.Text(i, 0)), r.Double(i, 1), r.Double(i, 2), r.Double(i, 3),
@@ -185,13 +203,12 @@ std::vector<TableRow> StatsSource::Tables() {
 DatabaseHealth StatsSource::Health() {
   // The xid age needs no privilege; transaction start times of other roles' sessions are visible
   // with pg_read_all_stats only, so that figure covers what this role can see.
-  db::Result r =
-      Conn().Query("database health",
-                   "SELECT (SELECT extract(epoch FROM clock_timestamp() - min(xact_start)) "
-                   "        FROM pg_stat_activity WHERE xact_start IS NOT NULL "
-                   "          AND backend_type = 'client backend' AND pid <> pg_backend_pid()), "
-                   "       age(pg_snapshot_xmin(pg_current_snapshot())::text::xid), "
-                   "       pg_notification_queue_usage()");
+  db::Result r = Run("database health",
+                     "SELECT (SELECT extract(epoch FROM clock_timestamp() - min(xact_start)) "
+                     "        FROM pg_stat_activity WHERE xact_start IS NOT NULL "
+                     "          AND backend_type = 'client backend' AND pid <> pg_backend_pid()), "
+                     "       age(pg_snapshot_xmin(pg_current_snapshot())::text::xid), "
+                     "       pg_notification_queue_usage()");
   DatabaseHealth h;
   if (!r.IsNull(0, 0)) h.oldest_transaction_seconds = r.Double(0, 0);
   h.oldest_xid_age = r.Double(0, 1);
@@ -203,8 +220,10 @@ CustomResult StatsSource::Custom(const std::string& query, std::chrono::millisec
   db::Connection& conn = Conn();
   conn.Execute("begin custom query", "BEGIN");
   try {
-    conn.Query("custom query timeout", "SELECT set_config('statement_timeout', $1, true)",
-               {Millis(timeout)});
+    conn.Query("custom query timeout",
+               "SELECT set_config('statement_timeout', $1, true), "
+               "set_config('lock_timeout', $2, true)",
+               {Millis(timeout), lock_timeout_});
     db::Result r = conn.Query("custom query", query);
     conn.Execute("end custom query", "COMMIT");
     CustomResult out;

@@ -17,6 +17,7 @@
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/pg_cluster.h"
+#include "tests/harness/pgbouncer.h"
 #include "tests/harness/process.h"
 #include "tests/harness/tls_certificates.h"
 
@@ -229,6 +230,33 @@ TEST_F(ExporterTest, MetricsMatchTheGoldenFileAndPassPromtool) {
   const std::string scrape = WriteFile(dir_, "scrape.prom", r.body);
   ProcessResult lint = RunProcess({"/bin/sh", "-c", "promtool check metrics < " + scrape});
   EXPECT_EQ(lint.exit_code, 0) << lint.out << lint.err;
+}
+
+// Behind PgBouncer in transaction pooling, with two server connections for every client, the
+// exposition is the golden one: no statement relies on a session (a session SET would land on
+// a server connection the next statement may not get).
+TEST_F(ExporterTest, ScrapesThroughPgBouncerInTransactionPoolingMatchTheGoldenFile) {
+  PgBouncer bouncer(PgCluster::Shared().Port(), "transaction", 2);
+  const std::string direct = dsn_;
+  dsn_ = bouncer.Dsn(DsnValue(direct, "dbname"));
+  Start("  pooling: transaction\n");
+  // Other clients keep the pool's server connections busy and changing hands.
+  std::vector<db::Connection> others;
+  for (int i = 0; i < 4; ++i) others.emplace_back(db::ConnectOptions{.dsn = dsn_});
+  EXPECT_EQ(Metrics()["pgjobs_up"], 1);
+  Seed(*conn_);
+  Sql("CREATE TABLE scratch (n int)");
+  for (int scrape = 0; scrape < 5; ++scrape) {
+    // A session setting of the exporter's (read-only, say) would reach these clients.
+    for (auto& other : others) other.Execute("other", "INSERT INTO scratch VALUES (1)");
+    HttpResponse r = Scrape();
+    ASSERT_EQ(r.status, 200);
+    std::ifstream golden_file(kTestdata + "/exporter_golden.prom");
+    std::stringstream golden;
+    golden << golden_file.rdbuf();
+    EXPECT_EQ(StablePart(r.body), golden.str()) << "scrape " << scrape;
+  }
+  EXPECT_EQ(bouncer.Output().find("ERROR"), std::string::npos) << bouncer.Output();
 }
 
 TEST_F(ExporterTest, ADatabaseStoppedAndRestartedMidRunGivesUpZeroThenRecovers) {

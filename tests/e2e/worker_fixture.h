@@ -45,7 +45,9 @@ class WorkerTest : public ::testing::Test {
   // `flags` are added to the command line.
   void Start(const std::string& body, const std::string& dsn = "",
              const std::vector<std::string>& env = {}, const std::vector<std::string>& flags = {}) {
-    std::ofstream(dir_ + "/worker.yaml") << "database: {dsn: \"${TEST_DSN}\"}\n" << body;
+    std::ofstream(dir_ + "/worker.yaml")
+        << "database: {dsn: \"${TEST_DSN}\"" << database_options_ << "}\n"
+        << body;
     std::vector<std::string> environment = {"TEST_DSN=" + (dsn.empty() ? dsn_ : dsn),
                                             "OUT=" + dir_};
     environment.insert(environment.end(), env.begin(), env.end());
@@ -81,6 +83,8 @@ class WorkerTest : public ::testing::Test {
   }
 
   std::string dsn_;
+  // Added to the database section by Start(): ", pooling: transaction", say.
+  std::string database_options_;
   std::optional<db::Connection> conn_;
   std::string dir_;
   std::unique_ptr<BackgroundProcess> worker_;

@@ -113,7 +113,7 @@ void Completer::Report(std::vector<Result>& batch) {
     try {
       if (!conn_) {
         conn_ = std::make_unique<db::Connection>(options_);
-        conn_->Execute("configure session", "SET jit = off");
+        conn_->SetSession("configure session", "SET jit = off");
       }
       const auto decided = queue_sql::Complete(*conn_, reports);
       if (acks) metrics_.DbCall("ack", Since(start), false);

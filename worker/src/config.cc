@@ -120,6 +120,22 @@ WorkerConfig ParseWorkerConfig(const std::string& text, const std::string& file,
   WorkerConfig c;
   if (auto db = root.Map("database")) {
     c.dsn = db->String("dsn").value_or("");
+    if (db->Choice("pooling", {"session", "transaction"}).value_or("session") == "transaction") {
+      c.pooling = db::Pooling::kTransaction;
+    }
+    c.notify_dsn = db->String("notify_dsn").value_or("");
+    if (!c.notify_dsn.empty()) {
+      if (c.pooling != db::Pooling::kTransaction) {
+        db->Fail("notify_dsn",
+                 "only used with pooling: transaction (a session connection listens "
+                 "on dsn itself)");
+      }
+      try {
+        db::CheckDsn(c.notify_dsn);
+      } catch (const db::DbError& e) {
+        db->Fail("notify_dsn", e.what());
+      }
+    }
     c.connect_timeout = db->Duration("connect_timeout").value_or(c.connect_timeout);
     c.call_timeout = db->Duration("call_timeout").value_or(c.call_timeout);
     if (c.call_timeout.count() <= 0) db->Fail("call_timeout", "expected a positive duration");

@@ -53,8 +53,9 @@ std::unique_ptr<db::Connection> Dispatcher::Connect() {
           db::ConnectOptions{.dsn = config_.dsn,
                              .application_name = "jobs-worker dispatcher",
                              .connect_timeout = config_.connect_timeout,
-                             .call_timeout = config_.call_timeout});
-      conn->Execute("configure session", "SET jit = off");
+                             .call_timeout = config_.call_timeout,
+                             .pooling = config_.pooling});
+      conn->SetSession("configure session", "SET jit = off");
       queue_sql::PrepareDispatcher(*conn);
       if (status_.worker_id == 0) {
         char host[256] = {0};
@@ -126,8 +127,31 @@ void Dispatcher::Run() {
   }
 }
 
+db::Connection* Dispatcher::Listener(db::Connection& conn) {
+  if (config_.pooling == db::Pooling::kSession) return &conn;
+  if (config_.notify_dsn.empty()) return nullptr;
+  if (listener_ && listener_->IsOpen()) return listener_.get();
+  listener_.reset();
+  if (Clock::now() < listener_retry_) return nullptr;
+  try {
+    listener_ = std::make_unique<db::Connection>(
+        db::ConnectOptions{.dsn = config_.notify_dsn,
+                           .application_name = "jobs-worker listener",
+                           .connect_timeout = config_.connect_timeout,
+                           .call_timeout = config_.call_timeout});
+    listener_->Execute("listen", "LISTEN jobs");
+    return listener_.get();
+  } catch (const db::DbError& e) {
+    listener_.reset();
+    listener_retry_ = Clock::now() + config_.poll_interval;
+    logger_.Warn("cannot listen on notify_dsn, polling meanwhile", {{"err", e.what()}});
+    return nullptr;
+  }
+}
+
 void Dispatcher::Idle(db::Connection& conn) {
   long long timeout_ms = config_.poll_interval.count();
+  db::Connection* listener = Listener(conn);
   try {
     if (auto due = queue_sql::SecondsUntilNextDue(conn, tasks_)) {
       if (*due <= 0) return;  // already runnable
@@ -137,7 +161,7 @@ void Dispatcher::Idle(db::Connection& conn) {
     // libpq's buffer, not on the socket: poll would sleep through it. Its job may have committed
     // after the look's snapshot, so it is read here, after the look, right before the poll.
     bool pending = false;
-    while (conn.NextNotification()) pending = true;
+    while (listener != nullptr && listener->NextNotification()) pending = true;
     if (pending) {
       metrics_.Wakeup("notify");
       return;
@@ -145,7 +169,9 @@ void Dispatcher::Idle(db::Connection& conn) {
   } catch (const db::DbError&) {
     return;  // the next consume finds the connection broken and reconnects
   }
-  pollfd fds[2] = {{conn.Socket(), POLLIN, 0}, {wake_pipe_[0], POLLIN, 0}};
+  // With no listener, fds[0] is -1, which poll ignores: the wait is the timeout or Wake().
+  pollfd fds[2] = {{listener != nullptr ? listener->Socket() : -1, POLLIN, 0},
+                   {wake_pipe_[0], POLLIN, 0}};
   const int ready = poll(fds, 2, static_cast<int>(timeout_ms));
   if (fds[1].revents & POLLIN) {
     char buf[64];
@@ -153,9 +179,9 @@ void Dispatcher::Idle(db::Connection& conn) {
   }
   bool notified = false;
   try {
-    while (conn.NextNotification()) notified = true;
+    while (listener != nullptr && listener->NextNotification()) notified = true;
   } catch (const db::DbError&) {
-    return;  // the next consume finds the connection broken and reconnects
+    return;  // the next consume (or Listener()) finds the connection broken and reconnects
   }
   if (shutdown_.Stopping()) return;
   if (notified) {

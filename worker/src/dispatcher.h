@@ -36,6 +36,10 @@ class Dispatcher {
   // shutdown began first.
   std::unique_ptr<db::Connection> Connect();
   void Idle(db::Connection& conn);
+  // The connection that receives NOTIFY jobs: `conn` itself in session pooling; behind a
+  // transaction pooler a direct one to notify_dsn, opened on demand; nullptr when there is none
+  // (no notify_dsn, or it cannot be reached now): the idle wait is then a poll.
+  db::Connection* Listener(db::Connection& conn);
   void DatabaseUp(bool up);
 
   const WorkerConfig& config_;
@@ -46,6 +50,8 @@ class Dispatcher {
   Status& status_;
   const Shutdown& shutdown_;
   int wake_pipe_[2] = {-1, -1};
+  std::unique_ptr<db::Connection> listener_;  // notify_dsn's connection, behind a pooler
+  Clock::time_point listener_retry_{};
 };
 
 }  // namespace pgjobs::worker

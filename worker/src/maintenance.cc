@@ -14,14 +14,41 @@ std::string Interval(std::chrono::milliseconds d) {
   return std::to_string(d.count()) + " milliseconds";
 }
 
+// Runs one maintenance statement. In session pooling the caller holds the session lock; behind a
+// transaction pooler the statement runs in a transaction of its own that takes the lock first,
+// and std::nullopt means another worker holds it. Throws db::DbError.
+std::optional<db::Result> Locked(db::Connection& conn, bool per_statement_lock,
+                                 std::string_view name, const std::string& sql,
+                                 const db::Params& params = {}) {
+  if (!per_statement_lock) return conn.Query(name, sql, params);
+  conn.Execute("begin maintenance", "BEGIN");
+  try {
+    if (conn.Query("maintenance lock", "SELECT pg_try_advisory_xact_lock($1::bigint)",
+                   {std::to_string(kMaintenanceLockKey)})
+            .Text(0, 0) != "t") {
+      conn.Execute("end maintenance", "ROLLBACK");
+      return std::nullopt;
+    }
+    db::Result r = conn.Query(name, sql, params);
+    conn.Execute("end maintenance", "COMMIT");
+    return r;
+  } catch (const db::DbError&) {
+    if (conn.IsOpen()) conn.Execute("end maintenance", "ROLLBACK");
+    throw;
+  }
+}
+
 // One round as the leader. Throws db::DbError.
-void Round(db::Connection& conn, const WorkerConfig::Maintenance& config, WorkerMetrics& metrics,
-           log::Logger& logger, const Shutdown& shutdown) {
+void Round(db::Connection& conn, bool per_statement_lock, const WorkerConfig::Maintenance& config,
+           WorkerMetrics& metrics, log::Logger& logger, const Shutdown& shutdown) {
   const std::string batch = std::to_string(config.prune_batch);
   db::Result steps;
   try {
-    steps = conn.Query("maintain", "SELECT step, n FROM jobs.maintain($1::interval, $2::int)",
-                       {Interval(config.worker_retention), batch});
+    auto locked = Locked(conn, per_statement_lock, "maintain",
+                         "SELECT step, n FROM jobs.maintain($1::interval, $2::int)",
+                         {Interval(config.worker_retention), batch});
+    if (!locked) return;  // another worker's round is running
+    steps = *locked;
   } catch (const db::DbError&) {
     for (const char* step : MaintenanceSteps()) metrics.MaintenanceRun(step, false);
     throw;
@@ -39,7 +66,10 @@ void Round(db::Connection& conn, const WorkerConfig::Maintenance& config, Worker
   while (last >= config.prune_batch) {
     const auto start = Clock::now();
     try {
-      last = conn.Query("prune", "SELECT jobs.prune($1::int)", {batch}).Int(0, 0);
+      auto locked =
+          Locked(conn, per_statement_lock, "prune", "SELECT jobs.prune($1::int)", {batch});
+      if (!locked) break;  // another worker prunes now
+      last = locked->Int(0, 0);
     } catch (const db::DbError&) {
       metrics.MaintenanceRun("prune", false);
       throw;
@@ -59,9 +89,11 @@ void Round(db::Connection& conn, const WorkerConfig::Maintenance& config, Worker
 }
 
 // Publishes the due slots of recurring jobs, between rounds. Throws db::DbError.
-void EnqueueSchedules(db::Connection& conn, WorkerMetrics& metrics) {
+void EnqueueSchedules(db::Connection& conn, bool per_statement_lock, WorkerMetrics& metrics) {
   try {
-    conn.Query("enqueue schedules", "SELECT jobs.enqueue_schedules()");
+    if (!Locked(conn, per_statement_lock, "enqueue schedules", "SELECT jobs.enqueue_schedules()")) {
+      return;
+    }
   } catch (const db::DbError&) {
     metrics.MaintenanceRun("schedules", false);
     throw;
@@ -98,6 +130,7 @@ void RunMaintenance(const db::ConnectOptions& options, const WorkerConfig::Maint
     }
   };
   metrics.MaintenanceLeader(false);
+  const bool per_statement_lock = options.pooling == db::Pooling::kTransaction;
   log::FailureLog failures;  // a database that stays down is logged once a minute
   auto next_round = Clock::now();
   // When a recurring job's slot is due (jobs.seconds_until_next_slot), read again at least
@@ -110,7 +143,10 @@ void RunMaintenance(const db::ConnectOptions& options, const WorkerConfig::Maint
         set_leader(false);
         conn = std::make_unique<db::Connection>(options);
       }
-      if (!leader) {
+      if (per_statement_lock) {
+        // Every worker behind the pooler acts as one; Locked() keeps them from overlapping.
+        set_leader(true);
+      } else if (!leader) {
         set_leader(conn->Query("maintenance lock", "SELECT pg_try_advisory_lock($1::bigint)",
                                {std::to_string(kMaintenanceLockKey)})
                        .Text(0, 0) == "t");
@@ -118,9 +154,9 @@ void RunMaintenance(const db::ConnectOptions& options, const WorkerConfig::Maint
       }
       if (leader && Clock::now() >= next_round) {
         next_round = Clock::now() + config.interval;
-        Round(*conn, config, metrics, logger, shutdown);
+        Round(*conn, per_statement_lock, config, metrics, logger, shutdown);
       } else if (leader && Clock::now() >= next_slot) {
-        EnqueueSchedules(*conn, metrics);
+        EnqueueSchedules(*conn, per_statement_lock, metrics);
       }
       if (leader) next_slot = NextSlot(*conn, kSlotLook);
       if (failures.Succeeded("maintenance")) logger.Info("maintenance works again");

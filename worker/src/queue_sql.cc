@@ -32,8 +32,9 @@ std::string TextArray(const std::vector<std::string>& values) {
 
 void PrepareDispatcher(db::Connection& conn) {
   // consume's commit need not wait for the WAL flush: if a crash loses it, its jobs are simply
-  // still pending, and the acks of those lost attempts are refused.
-  conn.Execute("listen", "SET synchronous_commit = off; LISTEN jobs");
+  // still pending, and the acks of those lost attempts are refused. Behind a transaction pooler
+  // neither lasts: the dispatcher listens on notify_dsn instead (Dispatcher::Listener).
+  conn.SetSession("listen", "SET synchronous_commit = off; LISTEN jobs");
   // date_part, not extract: it yields the float8 directly, where extract computes a numeric
   // first, a cost paid for every job.
   conn.Prepare("consume",

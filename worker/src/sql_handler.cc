@@ -72,7 +72,7 @@ db::Connection* SqlHandler::Session(std::string& error) {
   if (conn_ && conn_->IsOpen()) return conn_.get();
   try {
     conn_ = std::make_unique<db::Connection>(options_);
-    conn_->Execute("configure session", "SET jit = off");
+    conn_->SetSession("configure session", "SET jit = off");
     return conn_.get();
   } catch (const db::DbError& e) {
     conn_.reset();

@@ -50,7 +50,19 @@ struct Worker::Impl {
     return {.dsn = config.dsn,
             .application_name = std::string("jobs-worker ") + role,
             .connect_timeout = config.connect_timeout,
-            .call_timeout = config.call_timeout};
+            .call_timeout = config.call_timeout,
+            .pooling = config.pooling};
+  }
+
+  // Maintenance's leader holds a session lock: behind a transaction pooler it takes the direct
+  // notify_dsn when there is one (else RunMaintenance locks per round).
+  db::ConnectOptions MaintenanceOptions() const {
+    db::ConnectOptions options = Options("maintenance");
+    if (!config.notify_dsn.empty()) {
+      options.dsn = config.notify_dsn;
+      options.pooling = db::Pooling::kSession;
+    }
+    return options;
   }
 
   std::vector<std::string> Tasks() const {
@@ -188,7 +200,7 @@ void Worker::Run() {
                  cancellations, cancels, w.shutdown);
   });
   std::thread maintenance([&] {
-    RunMaintenance(w.Options("maintenance"), w.config.maintenance, metrics, w.logger, w.shutdown);
+    RunMaintenance(w.MaintenanceOptions(), w.config.maintenance, metrics, w.logger, w.shutdown);
   });
   dispatcher.Run();  // returns when the shutdown begins
 

@@ -303,6 +303,15 @@ std::optional<bool> MapReader::Bool(const std::string& key) {
   Fail(key, "expected true or false, got '" + text + "'");
 }
 
+std::optional<std::string> MapReader::Choice(const std::string& key,
+                                             const std::vector<std::string>& choices) {
+  std::optional<std::string> value = String(key);
+  if (!value || std::find(choices.begin(), choices.end(), *value) != choices.end()) return value;
+  std::string listed;
+  for (const std::string& c : choices) listed += (listed.empty() ? "" : ", ") + c;
+  Fail(key, "expected one of " + listed + ", got '" + *value + "'");
+}
+
 std::optional<std::chrono::milliseconds> MapReader::Duration(const std::string& key) {
   const std::optional<YAML::Node> found = Get(key);
   if (!found) return std::nullopt;

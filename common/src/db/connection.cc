@@ -10,6 +10,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -141,6 +142,9 @@ struct Connection::Impl {
   std::mutex cancel_mutex;
   std::shared_ptr<PGcancel> cancel;
   bool broken = false;
+  Pooling pooling = Pooling::kSession;
+  // Under Pooling::kTransaction: the statements Prepare() was given, run unnamed.
+  std::map<std::string, std::string, std::less<>> statements;
   std::chrono::milliseconds call_timeout{0};
   std::optional<Clock::time_point> deadline;
   // The deadline of the call in progress, fixed when it starts.
@@ -305,6 +309,7 @@ struct Connection::Impl {
 Connection::Connection(const ConnectOptions& options) : impl_(std::make_unique<Impl>()) {
   CheckDsn(options.dsn);
   impl_->call_timeout = options.call_timeout;
+  impl_->pooling = options.pooling;
   const char* keys[] = {"dbname", "application_name", nullptr};
   const char* values[] = {options.dsn.c_str(), options.application_name.c_str(), nullptr};
   // expand_dbname=1: the dsn is a full connection string; later keys fill in what it omits.
@@ -382,12 +387,27 @@ Result Connection::Query(std::string_view name, const std::string& sql, const Pa
   });
 }
 
+void Connection::SetSession(std::string_view name, const std::string& sql) {
+  if (impl_->pooling == Pooling::kSession) Execute(name, sql);
+}
+
 void Connection::Prepare(const std::string& name, const std::string& sql) {
+  if (impl_->pooling == Pooling::kTransaction) {
+    impl_->statements[name] = sql;
+    return;
+  }
   impl_->Call(name,
               [&] { return PQsendPrepare(impl_->conn, name.c_str(), sql.c_str(), 0, nullptr); });
 }
 
 Result Connection::QueryPrepared(const std::string& name, const Params& params) {
+  if (impl_->pooling == Pooling::kTransaction) {
+    auto statement = impl_->statements.find(name);
+    if (statement == impl_->statements.end()) {
+      throw Error("statement '" + name + "' was never prepared on this connection");
+    }
+    return Query(name, statement->second, params);
+  }
   ParamArrays arrays(params);
   return impl_->Call(name, [&] {
     return PQsendQueryPrepared(impl_->conn, name.c_str(), static_cast<int>(params.size()),

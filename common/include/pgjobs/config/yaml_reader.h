@@ -55,6 +55,9 @@ class MapReader {
   std::optional<long long> Integer(const std::string& key, long long min, long long max);
   std::optional<double> Number(const std::string& key);
   std::optional<bool> Bool(const std::string& key);
+  /// A string that must be one of `choices`; the error lists them.
+  std::optional<std::string> Choice(const std::string& key,
+                                    const std::vector<std::string>& choices);
   std::optional<std::chrono::milliseconds> Duration(const std::string& key);
   std::optional<std::vector<std::string>> StringList(const std::string& key);
   /// A list of numbers, strictly ascending.

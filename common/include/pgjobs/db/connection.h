@@ -74,6 +74,12 @@ struct Notification {
   std::string payload;
 };
 
+/// How the server side of a connection is kept. kTransaction is for a pooler in transaction
+/// mode (PgBouncer's pool_mode=transaction): each transaction may run on another server
+/// session, so nothing may live in the session. Prepare() then only remembers the text and
+/// QueryPrepared() runs it as an unnamed statement, and SetSession() does nothing.
+enum class Pooling { kSession, kTransaction };
+
 /// How to reach the database.
 struct ConnectOptions {
   /// A libpq connection string or postgresql:// URI.
@@ -84,6 +90,7 @@ struct ConnectOptions {
   std::chrono::milliseconds connect_timeout{5000};
   /// Every call returns within this long (0: no limit of its own); see Connection::SetDeadline.
   std::chrono::milliseconds call_timeout{0};
+  Pooling pooling = Pooling::kSession;
 };
 
 /// Throws DbError (statement "connect") when `dsn` is not a valid libpq connection string or
@@ -121,9 +128,15 @@ class Connection {
   void Execute(std::string_view name, const std::string& sql);
   /// Runs one statement with parameters bound separately from the text.
   Result Query(std::string_view name, const std::string& sql, const Params& params = {});
-  /// Prepares `sql` as the named statement, once per connection.
+  /// Runs SET statements that shape the session (performance settings, say), which last only
+  /// as long as the server session: under Pooling::kTransaction they would reach other clients
+  /// of the pooler and not stay with this one, so they are skipped there.
+  void SetSession(std::string_view name, const std::string& sql);
+  /// Prepares `sql` as the named statement, once per connection (under Pooling::kTransaction,
+  /// remembers it to run unnamed).
   void Prepare(const std::string& name, const std::string& sql);
-  /// Runs a statement prepared with Prepare().
+  /// Runs a statement prepared with Prepare(). Throws pgjobs::Error for a name never prepared
+  /// under Pooling::kTransaction.
   Result QueryPrepared(const std::string& name, const Params& params = {});
 
   /// Runs `statements` as one transaction in one round trip (libpq pipeline mode): they commit

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "pgjobs/config/yaml_reader.h"
+#include "pgjobs/db/connection.h"
 
 namespace pgjobs::exporter {
 
@@ -31,6 +32,7 @@ struct CustomMetric {
 struct ProbeTarget {
   std::string dsn;
   std::chrono::milliseconds connect_timeout{5000};
+  db::Pooling pooling = db::Pooling::kSession;
   bool operator==(const ProbeTarget&) const = default;
 };
 
@@ -38,6 +40,9 @@ struct ProbeTarget {
 struct ExporterConfig {
   std::string dsn;
   std::chrono::milliseconds connect_timeout{5000};
+  /// kTransaction behind a pooler in transaction mode: no session settings; each statement
+  /// carries its timeouts in a transaction of its own.
+  db::Pooling pooling = db::Pooling::kSession;
   std::vector<std::string> listen_addresses{":" + std::to_string(kDefaultPort)};
   std::string telemetry_path = "/metrics";
   /// Upper bound of a scrape; Prometheus' X-Prometheus-Scrape-Timeout-Seconds header minus

@@ -106,6 +106,12 @@ class StatsSource {
   db::ConnectOptions options_;
   std::unique_ptr<db::Connection> connection_;
   db::Connection& Conn();
+  // Runs one statement of a collector under the scrape's timeouts: set once per session by
+  // Begin() in session pooling; behind a transaction pooler set locally, in one round trip with
+  // the statement, in a transaction of their own.
+  db::Result Run(std::string_view name, const std::string& sql, const db::Params& params = {});
+  std::string statement_timeout_;  // for Run() behind a transaction pooler
+  std::string lock_timeout_;
 };
 
 }  // namespace pgjobs::exporter

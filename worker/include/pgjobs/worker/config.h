@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "pgjobs/config/yaml_reader.h"
+#include "pgjobs/db/connection.h"
 
 namespace pgjobs::worker {
 
@@ -51,6 +52,12 @@ struct TaskConfig {
 /// The validated configuration of jobs-worker. Defaults live here and nowhere else.
 struct WorkerConfig {
   std::string dsn;
+  /// kTransaction behind a pooler in transaction mode (PgBouncer): no session state on `dsn`.
+  db::Pooling pooling = db::Pooling::kSession;
+  /// A direct connection (not through a transaction pooler) for what needs a session: LISTEN
+  /// and the maintenance leader's lock. Only used with kTransaction; empty: the dispatcher
+  /// polls every poll_interval and maintenance takes a lock per round.
+  std::string notify_dsn;
   std::chrono::milliseconds connect_timeout{5000};
   /// Every call of the dispatcher, completer and heartbeat returns within this long, whatever
   /// the database does (see db::Connection).
