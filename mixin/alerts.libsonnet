@@ -200,7 +200,7 @@ local util = import 'util.libsonnet';
                      / count by (%(wg)s) (up and on (%(t)s) group by (%(t)s) (present_over_time(pgjobs_worker_build_info{%(sel)s}[1h])))
                      > %(ratio)g
                  ||| % { wg: wg, t: workerTarget, sel: worker(), ratio: c.workerDownRatio },
-                 '5m', 'warning',
+                 c.workerDownFor, 'warning',
                  'Workers of a pool are down.',
                  '{{ $value | humanizePercentage }} of the workers of pool %s that served metrics within the last hour cannot be scraped; their jobs are retried after their timeout.' % pool,
                  'pgjobs-workers',

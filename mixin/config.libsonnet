@@ -26,6 +26,8 @@
     queueDeadTuples: 100000,
     // Fraction of a pool's workers down (scraped within the last hour, down now) that alerts.
     workerDownRatio: 0.25,
+    // How long they must stay down: longer than a rolling restart takes.
+    workerDownFor: '5m',
     // Whether to alert on workers down at all (off for pools that scale to zero by design).
     workerDownAlerts: true,
 
