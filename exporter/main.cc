@@ -87,6 +87,10 @@ ExporterConfig LoadConfig(const Flags& flags) {
   pgjobs::http::CheckWebFlags(flags.web);
   if (!flags.web.listen_addresses.empty()) config.listen_addresses = flags.web.listen_addresses;
   if (!flags.web.telemetry_path.empty()) config.telemetry_path = flags.web.telemetry_path;
+  if (config.telemetry_path == pgjobs::exporter::kProbePath) {
+    throw pgjobs::Error("--web.telemetry-path=" + config.telemetry_path +
+                        ": that path serves targets: choose another");
+  }
   if (config.dsn.empty()) config.dsn = pgjobs::config::ProcessEnv("PGJOBS_DSN").value_or("");
   if (config.dsn.empty()) {
     throw pgjobs::Error("no database given: set database.dsn in --config.file or PGJOBS_DSN");
@@ -152,7 +156,7 @@ int main(int argc, char** argv) {
                                   pgjobs::http::Serialize(families)};
   };
   pgjobs::exporter::Probes probes(config, pgjobs::BuildVersion(), logger);
-  routes["/probe"] = [&probes](const pgjobs::http::Request& request) {
+  routes[pgjobs::exporter::kProbePath] = [&probes](const pgjobs::http::Request& request) {
     return probes.Handle(request);
   };
   routes["/"] = [metrics_path](const pgjobs::http::Request&) {

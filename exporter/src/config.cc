@@ -168,6 +168,9 @@ ExporterConfig ParseExporterConfig(const std::string& text, const std::string& f
       web->Fail("telemetry_path",
                 "expected a path such as /metrics, got '" + c.telemetry_path + "'");
     }
+    if (c.telemetry_path == kProbePath) {
+      web->Fail("telemetry_path", std::string(kProbePath) + " serves targets: choose another path");
+    }
     web->Finish();
   }
   if (auto scrape = root.Map("scrape")) {

@@ -760,6 +760,8 @@ TEST(ExporterConfigCheck, BadConfigsAreRefusedWordForWord) {
       {"unset_env.yaml", ":2:8: database.dsn: environment variable PGJOBS_TEST_UNSET is not set"},
       {"syntax.yaml", ":3:7: end of sequence flow not found"},
       {"target_without_dsn.yaml", ":2:11: targets.orders: dsn is required"},
+      {"telemetry_probe.yaml",
+       ":1:23: web.telemetry_path: /probe serves targets: choose another path"},
       {"target_bad_name.yaml",
        ":2:10: targets.a/b: a target name is used in URLs: no spaces, quotes, /, ?, &, # or %"},
       {"target_bad_dsn.yaml",

@@ -28,6 +28,9 @@ struct CustomMetric {
   std::chrono::milliseconds min_interval{0};
 };
 
+/// Where the databases under targets: are served (?target=NAME).
+inline constexpr const char* kProbePath = "/probe";
+
 /// A database served at /probe?target=NAME (the multi-target pattern).
 struct ProbeTarget {
   std::string dsn;
