@@ -12,6 +12,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <thread>
@@ -52,6 +53,22 @@ std::string UrlEncode(const std::string& s) {
     }
   }
   return out;
+}
+
+// Debian's Prometheus with DIR/prometheus.yml, its data in DIR/data, on 127.0.0.1:PORT.
+std::unique_ptr<BackgroundProcess> StartPrometheus(const std::string& dir, int port) {
+  return std::make_unique<BackgroundProcess>(
+      std::vector<std::string>{"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
+                               "--storage.tsdb.path=" + dir + "/data",
+                               "--web.listen-address=127.0.0.1:" + std::to_string(port)},
+      std::vector<std::string>{});
+}
+
+// The first sample of an instant query, or -1 when it returns nothing.
+double QueryValue(int port, const std::string& query) {
+  const json r = json::parse(HttpGet(port, "/api/v1/query?query=" + UrlEncode(query)).body);
+  const auto& result = r["data"]["result"];
+  return result.empty() ? -1.0 : std::stod(result[0]["value"][1].get<std::string>());
 }
 
 std::string Fill(std::string expr) {
@@ -150,13 +167,9 @@ TEST(PrometheusEndToEnd, EveryDashboardQueryHasDataAndTheAlertsFireForTheRightDa
       << "\"]}]\n"
       << "  - job_name: billing-workers\n    static_configs: [{targets: [\""
       << billing.worker_target << "\"]}]\n";
-  BackgroundProcess prometheus(
-      {"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
-       "--storage.tsdb.path=" + dir + "/data",
-       "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port)},
-      {});
-  ASSERT_TRUE(prometheus.WaitForOutput("Server is ready to receive web requests", 30000))
-      << prometheus.Output();
+  auto prometheus = StartPrometheus(dir, prometheus_port);
+  ASSERT_TRUE(prometheus->WaitForOutput("Server is ready to receive web requests", 30000))
+      << prometheus->Output();
 
   // Prometheus hands targets to its scrapers in 5 s batches. The exporter's counters count from
   // its first scrape, so wait until every target has been scraped before running jobs.
@@ -316,19 +329,10 @@ TEST(PrometheusEndToEnd, ScrapesBothBinariesOverHttpsWithClientCertificates) {
       << "  - job_name: pgjobs-worker\n"
       << tls << "    static_configs: [{targets: [\"127.0.0.1:" << worker.LoggedInt("ports")
       << "\"]}]\n";
-  BackgroundProcess prometheus(
-      {"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
-       "--storage.tsdb.path=" + dir + "/data",
-       "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port)},
-      {});
-  ASSERT_TRUE(prometheus.WaitForOutput("Server is ready to receive web requests", 30000))
-      << prometheus.Output();
-  auto value = [&](const std::string& query) {
-    const json r =
-        json::parse(HttpGet(prometheus_port, "/api/v1/query?query=" + UrlEncode(query)).body);
-    const auto& result = r["data"]["result"];
-    return result.empty() ? -1.0 : std::stod(result[0]["value"][1].get<std::string>());
-  };
+  auto prometheus = StartPrometheus(dir, prometheus_port);
+  ASSERT_TRUE(prometheus->WaitForOutput("Server is ready to receive web requests", 30000))
+      << prometheus->Output();
+  auto value = [&](const std::string& query) { return QueryValue(prometheus_port, query); };
   double scraped = 0;
   for (int i = 0; i < 150 && scraped < 2; ++i) {
     scraped = value("sum(up)");
@@ -364,19 +368,10 @@ TEST(PrometheusEndToEnd, TheMultiTargetExampleScrapesEachDatabaseUnderItsName) {
                                "127.0.0.1:" + std::to_string(exporter.LoggedInt("ports")));
   const int prometheus_port = FreePort();
   std::ofstream(dir + "/prometheus.yml") << "global: {scrape_interval: 1s}\n" << example;
-  BackgroundProcess prometheus(
-      {"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
-       "--storage.tsdb.path=" + dir + "/data",
-       "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port)},
-      {});
-  ASSERT_TRUE(prometheus.WaitForOutput("Server is ready to receive web requests", 30000))
-      << prometheus.Output();
-  auto value = [&](const std::string& query) {
-    const json r =
-        json::parse(HttpGet(prometheus_port, "/api/v1/query?query=" + UrlEncode(query)).body);
-    const auto& result = r["data"]["result"];
-    return result.empty() ? -1.0 : std::stod(result[0]["value"][1].get<std::string>());
-  };
+  auto prometheus = StartPrometheus(dir, prometheus_port);
+  ASSERT_TRUE(prometheus->WaitForOutput("Server is ready to receive web requests", 30000))
+      << prometheus->Output();
+  auto value = [&](const std::string& query) { return QueryValue(prometheus_port, query); };
   const std::string both =
       R"(count(pgjobs_up{job="pgjobs-databases",instance=~"orders|billing"} == 1))";
   // The two scrape jobs start at their own offsets: wait for the first scrape of each.
