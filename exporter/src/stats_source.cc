@@ -19,6 +19,17 @@ std::string Millis(std::chrono::milliseconds ms) {
   return std::to_string(std::max<long long>(1, ms.count()));
 }
 
+// The scrape's statement and lock timeouts, for the session or (local) for the transaction in
+// progress only.
+db::Statement Timeouts(const std::string& statement_timeout, const std::string& lock_timeout,
+                       bool local) {
+  return {.name = "set timeouts",
+          .sql =
+              "SELECT set_config('statement_timeout', $1, $3::bool), "
+              "set_config('lock_timeout', $2, $3::bool)",
+          .params = {statement_timeout, lock_timeout, local ? "true" : "false"}};
+}
+
 }  // namespace
 
 StatsSource::StatsSource(db::ConnectOptions options) : options_(std::move(options)) {}
@@ -58,10 +69,8 @@ void StatsSource::Begin(std::chrono::steady_clock::time_point deadline,
   statement_timeout_ = Millis(statement_timeout);
   lock_timeout_ = Millis(lock_timeout);
   if (options_.pooling == db::Pooling::kSession) {
-    Conn().Query("set timeouts",
-                 "SELECT set_config('statement_timeout', $1, false), "
-                 "set_config('lock_timeout', $2, false)",
-                 {statement_timeout_, lock_timeout_});
+    const db::Statement timeouts = Timeouts(statement_timeout_, lock_timeout_, false);
+    Conn().Query(timeouts.name, timeouts.sql, timeouts.params);
   }
 }
 
@@ -69,10 +78,7 @@ db::Result StatsSource::Run(std::string_view name, const std::string& sql,
                             const db::Params& params) {
   if (options_.pooling == db::Pooling::kSession) return Conn().Query(name, sql, params);
   return Conn()
-      .RunInOneTransaction({{.name = "set timeouts",
-                             .sql = "SELECT set_config('statement_timeout', $1, true), "
-                                    "set_config('lock_timeout', $2, true)",
-                             .params = {statement_timeout_, lock_timeout_}},
+      .RunInOneTransaction({Timeouts(statement_timeout_, lock_timeout_, true),
                             {.name = std::string(name), .sql = sql, .params = params}})
       .back();
 }
@@ -220,10 +226,8 @@ CustomResult StatsSource::Custom(const std::string& query, std::chrono::millisec
   db::Connection& conn = Conn();
   conn.Execute("begin custom query", "BEGIN");
   try {
-    conn.Query("custom query timeout",
-               "SELECT set_config('statement_timeout', $1, true), "
-               "set_config('lock_timeout', $2, true)",
-               {Millis(timeout), lock_timeout_});
+    const db::Statement timeouts = Timeouts(Millis(timeout), lock_timeout_, true);
+    conn.Query("custom query timeout", timeouts.sql, timeouts.params);
     db::Result r = conn.Query("custom query", query);
     conn.Execute("end custom query", "COMMIT");
     CustomResult out;

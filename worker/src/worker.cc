@@ -55,7 +55,7 @@ struct Worker::Impl {
   }
 
   // Maintenance's leader holds a session lock: behind a transaction pooler it takes the direct
-  // notify_dsn when there is one (else RunMaintenance locks per round).
+  // notify_dsn when there is one (else RunMaintenance locks each statement).
   db::ConnectOptions MaintenanceOptions() const {
     db::ConnectOptions options = Options("maintenance");
     if (!config.notify_dsn.empty()) {

@@ -56,7 +56,7 @@ struct WorkerConfig {
   db::Pooling pooling = db::Pooling::kSession;
   /// A direct connection (not through a transaction pooler) for what needs a session: LISTEN
   /// and the maintenance leader's lock. Only used with kTransaction; empty: the dispatcher
-  /// polls every poll_interval and maintenance takes a lock per round.
+  /// polls every poll_interval and maintenance locks each statement.
   std::string notify_dsn;
   std::chrono::milliseconds connect_timeout{5000};
   /// Every call of the dispatcher, completer and heartbeat returns within this long, whatever
