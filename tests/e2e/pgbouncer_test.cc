@@ -103,7 +103,7 @@ TEST_F(PgBouncerWorkerTest, ListensOnNotifyDsnAndPollsWithoutIt) {
   EXPECT_EQ(m["pgjobs_worker_wakeups_total{source=\"notify\"}"], 0);
 }
 
-TEST_F(PgBouncerWorkerTest, ConfigRefusesNotifyDsnWithoutTransactionPoolingAndAnUnknownMode) {
+TEST_F(PgBouncerWorkerTest, ConfigRefusesAMisplacedOrMalformedNotifyDsnAndAnUnknownMode) {
   std::ofstream(dir_ + "/a.yaml") << "database: {dsn: \"" << dsn_ << "\", notify_dsn: \"" << dsn_
                                   << "\"}\ntasks:\n  t: {command: [\"/bin/true\"]}\n";
   ProcessResult a = RunProcess({kBin, "--config.file=" + dir_ + "/a.yaml", "--config.check"});
@@ -118,6 +118,13 @@ TEST_F(PgBouncerWorkerTest, ConfigRefusesNotifyDsnWithoutTransactionPoolingAndAn
   EXPECT_EQ(b.exit_code, 2);
   EXPECT_NE(b.err.find("expected one of session, transaction, got 'statement'"), std::string::npos)
       << b.err;
+  std::ofstream(dir_ + "/c.yaml") << "database: {dsn: \"" << dsn_
+                                  << "\", pooling: transaction, notify_dsn: \"host=h port\"}\n"
+                                     "tasks:\n  t: {command: [\"/bin/true\"]}\n";
+  ProcessResult c = RunProcess({kBin, "--config.file=" + dir_ + "/c.yaml", "--config.check"});
+  EXPECT_EQ(c.exit_code, 2);
+  EXPECT_NE(c.err.find("database.notify_dsn: "), std::string::npos) << c.err;
+  EXPECT_NE(c.err.find("invalid DSN"), std::string::npos) << c.err;
 }
 
 }  // namespace
