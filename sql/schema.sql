@@ -394,6 +394,45 @@ END $$;
 
 COMMENT ON FUNCTION jobs.clear_pending_counts() IS 'Internal: empties jobs.pending_count when the queue is truncated.';
 
+-- Name: compact_queue(bigint); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.compact_queue(i_min_bytes bigint DEFAULT 8388608) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_index regclass;
+    v_lock_timeout text := current_setting('lock_timeout');
+BEGIN
+    IF i_min_bytes IS NULL OR i_min_bytes < 0 THEN
+        RAISE EXCEPTION 'jobs.compact_queue: i_min_bytes must be 0 or more, got %',
+            coalesce(i_min_bytes::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- reltuples is -1 until the first vacuum or analyze: nothing known yet.
+    SELECT i.indexrelid::regclass INTO v_index
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+    WHERE i.indrelid = 'jobs.job_queue'::regclass
+      AND c.relpages::bigint * current_setting('block_size')::bigint >= i_min_bytes
+      AND c.reltuples >= 0 AND c.reltuples < c.relpages * 10.0
+    ORDER BY c.relpages DESC
+    LIMIT 1;
+    IF v_index IS NULL THEN
+        RETURN 0;
+    END IF;
+    BEGIN
+        PERFORM set_config('lock_timeout', '50ms', true);
+        EXECUTE format('REINDEX INDEX %s', v_index);
+        PERFORM set_config('lock_timeout', v_lock_timeout, true);
+    EXCEPTION WHEN lock_not_available THEN
+        RETURN 0;  -- busy; the setting was rolled back with the block
+    END;
+    RETURN 1;
+END $$;
+
+-- Name: FUNCTION compact_queue(i_min_bytes bigint); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.compact_queue(i_min_bytes bigint) IS 'Rebuilds the largest index of jobs.job_queue that is at least i_min_bytes and holds fewer than 10 entries per page by its last vacuum''s count (emptied by vacuum after a long transaction held it back: a B-tree never gives pages back). Waits at most 50 ms for its locks, else returns 0. Returns 1 when it rebuilt one. jobs.maintain runs it. Role: jobs_operator, jobs_consumer.';
+
 -- Name: complete(bigint[], integer[], bigint[], text[], integer[]); Type: FUNCTION; Schema: jobs; Owner: -
 
 CREATE FUNCTION jobs.complete(i_ack_ids bigint[], i_ack_attempts integer[], i_nack_ids bigint[], i_tracebacks text[], i_nack_attempts integer[]) RETURNS TABLE(job_id bigint, outcome text)
@@ -488,11 +527,15 @@ BEGIN
     SELECT t.job_id, t.task, t.arguments, t.attempts, t.max_retries, t.timeout, t.scheduled_at,
            t.published_at, t.started_at
     FROM taken t CROSS JOIN floor f;
+    IF v_floor = '-infinity' THEN
+        PERFORM set_config('pgjobs.consume_full_scan_cost',
+                           extract(epoch FROM clock_timestamp() - v_now)::text, false);
+    END IF;
 END $$;
 
 -- Name: FUNCTION consume(num integer, i_tasks character varying[], i_worker_id bigint); Type: COMMENT; Schema: jobs; Owner: -
 
-COMMENT ON FUNCTION jobs.consume(num integer, i_tasks character varying[], i_worker_id bigint) IS 'Takes up to num runnable jobs (only of i_tasks when given; never of a paused task), greater priority first, then the earliest runnable, and marks them running for i_worker_id; attempts is the attempt number to pass back to ack and nack. Reclaims expired jobs first (see jobs.expire). Concurrent callers never get the same job and never wait for each other (SKIP LOCKED). Searches from this session''s floor, fully at least every 2 s (see migration 11). Raises 22023 for num < 1. Role: jobs_consumer.';
+COMMENT ON FUNCTION jobs.consume(num integer, i_tasks character varying[], i_worker_id bigint) IS 'Takes up to num runnable jobs (only of i_tasks when given; never of a paused task), greater priority first, then the earliest runnable, and marks them running for i_worker_id; attempts is the attempt number to pass back to ack and nack. Reclaims expired jobs first (see jobs.expire). Concurrent callers never get the same job and never wait for each other (SKIP LOCKED). Searches from this session''s floor, fully at least every 2 s, or less often when a full search is costly (at most a minute apart; see migrations 11 and 17). Raises 22023 for num < 1. Role: jobs_consumer.';
 
 -- Name: consume_floor(character varying[], boolean); Type: FUNCTION; Schema: jobs; Owner: -
 
@@ -503,8 +546,16 @@ CREATE FUNCTION jobs.consume_floor(i_tasks character varying[], i_record boolean
 DECLARE
     v_floor text := current_setting('pgjobs.consume_floor', true);
     v_full text := current_setting('pgjobs.consume_full_scan_at', true);
-    v_interval interval := coalesce(nullif(current_setting('pgjobs.consume_full_scan_interval',
-                                                           true), ''), '2 s')::interval;
+    v_cost float8 := coalesce(nullif(current_setting('pgjobs.consume_full_scan_cost', true), ''),
+                              '0')::float8;
+    v_share float8 := coalesce(nullif(current_setting('pgjobs.consume_full_scan_share', true),
+                                      ''), '0.005')::float8;
+    v_interval interval := greatest(
+        coalesce(nullif(current_setting('pgjobs.consume_full_scan_interval', true), ''),
+                 '2 s')::interval,
+        least(coalesce(nullif(current_setting('pgjobs.consume_full_scan_max_interval', true), ''),
+                       '1 min')::interval,
+              make_interval(secs => v_cost / greatest(v_share, 1e-6))));
     v_key text := coalesce(i_tasks::text, '*');
 BEGIN
     IF coalesce(v_full, '') = '' OR clock_timestamp() - v_full::timestamptz >= v_interval THEN
@@ -1253,11 +1304,15 @@ BEGIN
     step := 'unique_keys';
     n := jobs.forget_stale_claims();
     RETURN NEXT;
+    -- Last: a rebuild holds its locks until the round commits.
+    step := 'compact';
+    n := jobs.compact_queue();
+    RETURN NEXT;
 END $$;
 
 -- Name: FUNCTION maintain(i_worker_retention interval, i_prune_limit integer); Type: COMMENT; Schema: jobs; Owner: -
 
-COMMENT ON FUNCTION jobs.maintain(i_worker_retention interval, i_prune_limit integer) IS 'One round of maintenance: reclaims expired jobs, publishes the due slots of recurring jobs, creates the day partitions of jobs.job for today and the next 3 days, prunes finished jobs past retention (at most i_prune_limit row by row; see jobs.prune), deletes workers gone for longer than i_worker_retention that hold no running job, and forgets unique keys whose jobs no longer hold them. Returns how many of each. The worker runs it on an interval (maintenance in its YAML); pg_cron may too. Role: jobs_operator, jobs_consumer.';
+COMMENT ON FUNCTION jobs.maintain(i_worker_retention interval, i_prune_limit integer) IS 'One round of maintenance: reclaims expired jobs, publishes the due slots of recurring jobs, creates the day partitions of jobs.job for today and the next 3 days, prunes finished jobs past retention (at most i_prune_limit row by row; see jobs.prune), deletes workers gone for longer than i_worker_retention that hold no running job, forgets unique keys whose jobs no longer hold them, and rebuilds an emptied index of the queue (see jobs.compact_queue). Returns how many of each. The worker runs it on an interval (maintenance in its YAML); pg_cron may too. Role: jobs_operator, jobs_consumer.';
 
 -- Name: nack(bigint[], text[], timestamp with time zone, integer[]); Type: FUNCTION; Schema: jobs; Owner: -
 
@@ -1604,6 +1659,102 @@ END $$;
 -- Name: FUNCTION publish_bulk(i_jobs jobs.bulk_job[], i_unique_keys text[], i_unique_while text); Type: COMMENT; Schema: jobs; Owner: -
 
 COMMENT ON FUNCTION jobs.publish_bulk(i_jobs jobs.bulk_job[], i_unique_keys text[], i_unique_while text) IS 'As publish_bulk(i_jobs), with a unique key per job (NULL for none) in i_unique_keys and one i_unique_while for all: returns one job_id per element, in order, the id of the job that holds the key where one does (see jobs.publish). Raises 22023 for arrays of different lengths or a bad element, naming it; a refused call queues nothing. Role: jobs_publisher.';
+
+-- Name: queue_stats(); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.queue_stats() RETURNS TABLE(task character varying, ready numeric, scheduled bigint, retry_wait bigint, running bigint, expired bigint, oldest_ready_age_seconds numeric, oldest_running_seconds numeric, max_expired_overdue_seconds numeric)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET plan_cache_mode TO 'force_custom_plan'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_at timestamptz := clock_timestamp();
+    v_floors text := coalesce(current_setting('pgjobs.stats_floors', true), '');
+    v_full_every interval := coalesce(nullif(current_setting('pgjobs.stats_full_scan_interval',
+                                                             true), ''), '5 min')::interval;
+    v_margin interval := coalesce(nullif(current_setting('pgjobs.consume_floor_margin', true),
+                                         ''), '5 s')::interval;
+    v_full_at timestamptz := v_at;
+    v_running_floor timestamptz := '-infinity';
+    v_ready_floor timestamptz := '-infinity';
+    v_min_deadline timestamptz := v_at;
+    v_min_ready timestamptz := v_at;
+    v_row record;
+BEGIN
+    IF v_floors <> '' AND v_at - to_timestamp(split_part(v_floors, '|', 1)::float8) < v_full_every
+    THEN
+        v_full_at := to_timestamp(split_part(v_floors, '|', 1)::float8);
+        v_running_floor := to_timestamp(split_part(v_floors, '|', 2)::float8);
+        v_ready_floor := to_timestamp(split_part(v_floors, '|', 3)::float8);
+    END IF;
+    FOR v_row IN
+        WITH pending AS (
+            SELECT c.task, sum(c.n) AS pending FROM jobs.pending_count c GROUP BY c.task
+        ), running AS (
+            SELECT q.task,
+                   count(*) FILTER (WHERE q.expires_at >= v_at) AS running,
+                   count(*) FILTER (WHERE q.expires_at < v_at) AS expired,
+                   min(q.started_at) AS oldest_started_at,
+                   max(v_at - q.expires_at) FILTER (WHERE q.expires_at < v_at) AS max_overdue,
+                   min(q.expires_at) AS min_deadline
+            FROM jobs.job_queue q
+            WHERE q.status = 'running' AND q.expires_at >= v_running_floor
+            GROUP BY q.task
+        ), tasks AS (
+            SELECT p.task FROM pending p WHERE p.pending > 0
+            UNION
+            SELECT r.task FROM running r
+        )
+        SELECT t.task, coalesce(p.pending, 0) - f.scheduled - f.retry_wait AS ready,
+               f.scheduled, f.retry_wait, coalesce(r.running, 0) AS running,
+               coalesce(r.expired, 0) AS expired, o.oldest_ready_at, r.oldest_started_at,
+               r.max_overdue, r.min_deadline
+        FROM tasks t
+        LEFT JOIN pending p ON p.task = t.task
+        LEFT JOIN running r ON r.task = t.task
+        CROSS JOIN LATERAL (
+            SELECT count(*) FILTER (WHERE q.attempts = 0) AS scheduled,
+                   count(*) FILTER (WHERE q.attempts > 0) AS retry_wait
+            FROM jobs.job_queue q
+            WHERE q.status = 'pending' AND q.task = t.task AND q.scheduled_at > v_at) f
+        CROSS JOIN LATERAL (
+            SELECT min(q.scheduled_at) AS oldest_ready_at
+            FROM jobs.job_queue q
+            WHERE q.status = 'pending' AND q.task = t.task AND q.scheduled_at <= v_at
+              AND q.scheduled_at >= v_ready_floor) above
+        -- Runnable jobs by the counters, none above the floor: they lie below it (published
+        -- with a past scheduled_at, say). Walk down to them.
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN above.oldest_ready_at IS NULL
+                         AND coalesce(p.pending, 0) - f.scheduled - f.retry_wait > 0
+                    THEN (SELECT min(q.scheduled_at) FROM jobs.job_queue q
+                          WHERE q.status = 'pending' AND q.task = t.task
+                            AND q.scheduled_at <= v_at)
+                    ELSE above.oldest_ready_at END AS oldest_ready_at) o
+    LOOP
+        task := v_row.task;
+        ready := v_row.ready;
+        scheduled := v_row.scheduled;
+        retry_wait := v_row.retry_wait;
+        running := v_row.running;
+        expired := v_row.expired;
+        oldest_ready_age_seconds := coalesce(extract(epoch FROM v_at - v_row.oldest_ready_at), 0);
+        oldest_running_seconds := coalesce(extract(epoch FROM v_at - v_row.oldest_started_at), 0);
+        max_expired_overdue_seconds := coalesce(extract(epoch FROM v_row.max_overdue), 0);
+        v_min_deadline := least(v_min_deadline, v_row.min_deadline);
+        v_min_ready := least(v_min_ready, v_row.oldest_ready_at);
+        RETURN NEXT;
+    END LOOP;
+    PERFORM set_config('pgjobs.stats_floors',
+                       format('%s|%s|%s', extract(epoch FROM v_full_at),
+                              extract(epoch FROM v_min_deadline - v_margin),
+                              extract(epoch FROM v_min_ready - v_margin)), false);
+END $$;
+
+-- Name: FUNCTION queue_stats(); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.queue_stats() IS 'The rows of jobs.stats_queue (see there). Walks the queue''s indexes from floors this session found at its previous call, fully at least every pgjobs.stats_full_scan_interval (5 min; see migration 17). Role: jobs_monitor, jobs_operator.';
 
 -- Name: recount_pending(); Type: FUNCTION; Schema: jobs; Owner: -
 
@@ -2255,51 +2406,20 @@ COMMENT ON VIEW jobs.stats_published_by_task IS 'Jobs queued per task, ever: pub
 -- Name: stats_queue; Type: VIEW; Schema: jobs; Owner: -
 
 CREATE VIEW jobs.stats_queue AS
- WITH clock AS MATERIALIZED (
-         SELECT clock_timestamp() AS at
-        ), pending AS (
-         SELECT c.task,
-            sum(c.n) AS pending
-           FROM jobs.pending_count c
-          GROUP BY c.task
-        ), running AS (
-         SELECT q.task,
-            count(*) FILTER (WHERE (q.expires_at >= clock_1.at)) AS running,
-            count(*) FILTER (WHERE (q.expires_at < clock_1.at)) AS expired,
-            EXTRACT(epoch FROM (clock_1.at - min(q.started_at))) AS oldest_running_seconds,
-            EXTRACT(epoch FROM max((clock_1.at - q.expires_at)) FILTER (WHERE (q.expires_at < clock_1.at))) AS max_expired_overdue_seconds
-           FROM (jobs.job_queue q
-             CROSS JOIN clock clock_1)
-          WHERE (q.status = 'running'::text)
-          GROUP BY q.task, clock_1.at
-        ), tasks AS (
-         SELECT p_1.task
-           FROM pending p_1
-          WHERE (p_1.pending > (0)::numeric)
-        UNION
-         SELECT r_1.task
-           FROM running r_1
-        )
- SELECT t.task,
-    ((COALESCE(p.pending, (0)::numeric) - (f.scheduled)::numeric) - (f.retry_wait)::numeric) AS ready,
-    f.scheduled,
-    f.retry_wait,
-    COALESCE(r.running, (0)::bigint) AS running,
-    COALESCE(r.expired, (0)::bigint) AS expired,
-    COALESCE(EXTRACT(epoch FROM (clock.at - o.oldest_ready_at)), (0)::numeric) AS oldest_ready_age_seconds,
-    COALESCE(r.oldest_running_seconds, (0)::numeric) AS oldest_running_seconds,
-    COALESCE(r.max_expired_overdue_seconds, (0)::numeric) AS max_expired_overdue_seconds
-   FROM (((((tasks t
-     CROSS JOIN clock)
-     LEFT JOIN pending p ON (((p.task)::text = (t.task)::text)))
-     LEFT JOIN running r ON (((r.task)::text = (t.task)::text)))
-     CROSS JOIN LATERAL ( SELECT count(*) FILTER (WHERE (q.attempts = 0)) AS scheduled,
-            count(*) FILTER (WHERE (q.attempts > 0)) AS retry_wait
-           FROM jobs.job_queue q
-          WHERE ((q.status = 'pending'::text) AND ((q.task)::text = (t.task)::text) AND (q.scheduled_at > clock.at))) f)
-     CROSS JOIN LATERAL ( SELECT min(q.scheduled_at) AS oldest_ready_at
-           FROM jobs.job_queue q
-          WHERE ((q.status = 'pending'::text) AND ((q.task)::text = (t.task)::text) AND (q.scheduled_at <= clock.at))) o);
+ SELECT queue_stats.task,
+    queue_stats.ready,
+    queue_stats.scheduled,
+    queue_stats.retry_wait,
+    queue_stats.running,
+    queue_stats.expired,
+    queue_stats.oldest_ready_age_seconds,
+    queue_stats.oldest_running_seconds,
+    queue_stats.max_expired_overdue_seconds
+   FROM jobs.queue_stats() queue_stats(task, ready, scheduled, retry_wait, running, expired, oldest_ready_age_seconds, oldest_running_seconds, max_expired_overdue_seconds);
+
+-- Name: VIEW stats_queue; Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON VIEW jobs.stats_queue IS 'Per task with pending or running jobs: ready, scheduled (future, first attempt), retry_wait (future, a retry), running, expired (running past the deadline), and the ages in seconds of the oldest runnable and oldest running job and how far past its deadline the most overdue one is. Role: jobs_monitor, jobs_operator.';
 
 -- Name: stats_retention; Type: VIEW; Schema: jobs; Owner: -
 
@@ -2620,6 +2740,12 @@ REVOKE ALL ON FUNCTION jobs.claim_key(i_task character varying, i_key text, i_jo
 
 REVOKE ALL ON FUNCTION jobs.clear_pending_counts() FROM PUBLIC;
 
+-- Name: FUNCTION compact_queue(i_min_bytes bigint); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.compact_queue(i_min_bytes bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.compact_queue(i_min_bytes bigint) TO jobs_operator;
+GRANT ALL ON FUNCTION jobs.compact_queue(i_min_bytes bigint) TO jobs_consumer;
+
 -- Name: FUNCTION complete(i_ack_ids bigint[], i_ack_attempts integer[], i_nack_ids bigint[], i_tracebacks text[], i_nack_attempts integer[]); Type: ACL; Schema: jobs; Owner: -
 
 REVOKE ALL ON FUNCTION jobs.complete(i_ack_ids bigint[], i_ack_attempts integer[], i_nack_ids bigint[], i_tracebacks text[], i_nack_attempts integer[]) FROM PUBLIC;
@@ -2783,6 +2909,12 @@ GRANT ALL ON FUNCTION jobs.publish_bulk(i_jobs jobs.bulk_job[]) TO jobs_publishe
 
 REVOKE ALL ON FUNCTION jobs.publish_bulk(i_jobs jobs.bulk_job[], i_unique_keys text[], i_unique_while text) FROM PUBLIC;
 GRANT ALL ON FUNCTION jobs.publish_bulk(i_jobs jobs.bulk_job[], i_unique_keys text[], i_unique_while text) TO jobs_publisher;
+
+-- Name: FUNCTION queue_stats(); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.queue_stats() FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.queue_stats() TO jobs_monitor;
+GRANT ALL ON FUNCTION jobs.queue_stats() TO jobs_operator;
 
 -- Name: FUNCTION recount_pending(); Type: ACL; Schema: jobs; Owner: -
 

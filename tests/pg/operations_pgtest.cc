@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Day-2 operations in SQL: retention and pruning, cancel, retry, reschedule, pause, maintenance,
 // and the operator's and monitor's rights to them.
+#include <chrono>
+
 #include "tests/pg/fixture.h"
 
 namespace pgjobs::testing {
@@ -254,10 +256,51 @@ TEST_F(OperationsTest, MaintainExpiresPrunesAndForgetsLongGoneWorkers) {
             now() - interval '9 days', now() - interval '9 days', now() - interval '9 days'))sql");
   Conn().Execute("wait", "SELECT pg_sleep(0.1)");
   EXPECT_EQ(Value("SELECT string_agg(step || '=' || n, ',') FROM jobs.maintain()"),
-            "expire=1,schedules=0,partitions=0,prune=1,workers=1,unique_keys=0");
+            "expire=1,schedules=0,partitions=0,prune=1,workers=1,unique_keys=0,compact=0");
   EXPECT_EQ(Value("SELECT string_agg(worker_id::text, ',' ORDER BY worker_id) FROM jobs.worker"),
             Id(holding) + "," + Id(alive));
   EXPECT_EQ(Refusal("SELECT * FROM jobs.maintain(NULL)").SqlState(), "22023");
+}
+
+// After a long transaction, vacuum empties the queue's indexes, but a B-tree never gives its
+// pages back. jobs.compact_queue (maintain's last step) rebuilds one emptied index a call, and
+// never waits long for its locks: writers would queue behind it.
+TEST_F(OperationsTest, CompactRebuildsEmptiedQueueIndexesWithoutWaitingForLocks) {
+  const std::string index_pages =
+      "SELECT sum(c.relpages) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+      "WHERE i.indrelid = 'jobs.job_queue'::regclass";
+  db::Connection holder = Connect();
+  holder.Execute("hold", "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM pg_class");
+  for (int round = 0; round < 4; ++round) {
+    Conn().Execute("churn",
+                   "SELECT count(*) FROM jobs.publish_bulk(ARRAY(SELECT ('t', NULL, NULL, NULL, "
+                   "NULL, NULL)::jobs.bulk_job FROM generate_series(1, 5000))); "
+                   "SELECT count(*) FROM jobs.ack(ARRAY(SELECT job_id FROM jobs.consume(5000)), "
+                   "NULL)");
+  }
+  Conn().Execute("vacuum while held", "VACUUM jobs.job_queue");
+  EXPECT_EQ(Int("SELECT jobs.compact_queue(100000)"), 0)
+      << "entries vacuum cannot remove yet still count: nothing to gain";
+  holder.Execute("release", "COMMIT");
+  Conn().Execute("vacuum", "VACUUM jobs.job_queue");
+  const long long bloated = Int(index_pages);
+  ASSERT_GT(bloated, 100);
+
+  db::Connection writer = Connect();
+  writer.Execute("write", "BEGIN; LOCK TABLE jobs.job_queue IN ROW EXCLUSIVE MODE");
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(Int("SELECT jobs.compact_queue(100000)"), 0) << "a writer holds the table";
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  EXPECT_EQ(Value("SHOW lock_timeout"), "0") << "the caller's setting is left as it was";
+  writer.Execute("end", "COMMIT");
+
+  for (int index = 1; index <= 4; ++index) {
+    EXPECT_EQ(Int("SELECT jobs.compact_queue(100000)"), 1) << "index " << index;
+  }
+  EXPECT_EQ(Int("SELECT jobs.compact_queue(100000)"), 0) << "all four are compact";
+  EXPECT_LT(Int(index_pages), bloated / 10);
+  EXPECT_EQ(Value("SHOW lock_timeout"), "0");
+  EXPECT_EQ(Refusal("SELECT jobs.compact_queue(-1)").SqlState(), "22023");
 }
 
 class OperatorRoleTest : public PgTest {

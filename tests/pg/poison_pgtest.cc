@@ -203,6 +203,8 @@ TEST_F(PoisonTest, EveryFunctionIsExecutableOnlyByTheRolesItIsFor) {
       {"jobs.gap_end(timestamp without time zone,text)", all},
       {"jobs.set_retention(text,interval)", operator_role},
       {"jobs.maintain(interval,integer)", "jobs_consumer,jobs_operator"},
+      {"jobs.compact_queue(bigint)", "jobs_consumer,jobs_operator"},
+      {"jobs.queue_stats()", "jobs_monitor,jobs_operator"},
       {"jobs.job_arguments(bigint)", operator_role},
       {"jobs.retry_delay(integer)", "jobs_consumer,jobs_monitor,jobs_publisher"},
       {"jobs.job_state(text,integer,timestamp with time zone,timestamp with time zone,timestamp "

@@ -542,7 +542,8 @@ TEST_F(QueueTest, JobsBelowASessionsFloorAreFoundByItsNextFullSearch) {
   db::Connection worker = Connect();
   worker.Execute("settings",
                  "SET pgjobs.consume_floor_margin = '0'; "
-                 "SET pgjobs.consume_full_scan_interval = '300 ms'");
+                 "SET pgjobs.consume_full_scan_interval = '300 ms'; "
+                 "SET pgjobs.consume_full_scan_share = '1'");  // cost never stretches it
   auto consume = [&worker] {
     return worker.Query("consume", "SELECT count(*) FROM jobs.consume(10, '{t}')").Int(0, 0);
   };
@@ -561,6 +562,34 @@ TEST_F(QueueTest, JobsBelowASessionsFloorAreFoundByItsNextFullSearch) {
       << "the idle worker's look sees them due";
   EXPECT_EQ(consume(), 2) << "the full search takes them";
   EXPECT_EQ(Int("SELECT count(*) FROM jobs.job_queue WHERE status = 'pending'"), 0);
+}
+
+// A full search costs what the dead entries below the floor cost to step over, and while a
+// snapshot is held elsewhere they pile up: the interval between full searches is their cost over
+// pgjobs.consume_full_scan_share, and never more than pgjobs.consume_full_scan_max_interval
+// (migration 17).
+TEST_F(QueueTest, FullSearchesAreSpacedOutByWhatTheyCost) {
+  db::Connection worker = Connect();
+  worker.Execute("settings",
+                 "SET pgjobs.consume_floor_margin = '0'; "
+                 "SET pgjobs.consume_full_scan_interval = '0'; "
+                 "SET pgjobs.consume_full_scan_share = '1e-9'; "
+                 "SET pgjobs.consume_full_scan_max_interval = '1 hour'");
+  auto consume = [&worker] {
+    return worker.Query("consume", "SELECT count(*) FROM jobs.consume(10, '{t}')").Int(0, 0);
+  };
+  Publish("t");
+  EXPECT_EQ(consume(), 1) << "the first call searches fully";
+  EXPECT_GT(std::stod(std::string(
+                worker.Query("cost", "SELECT current_setting('pgjobs.consume_full_scan_cost')")
+                    .Text(0, 0))),
+            0);
+  Publish("t", "i_scheduled_at => clock_timestamp() - interval '1 hour'");
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(consume(), 0) << "its cost over a tiny share puts the next full search an hour away";
+  worker.Execute("cap", "SET pgjobs.consume_full_scan_max_interval = '10 ms'");
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(consume(), 1) << "the cap brings it back";
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // The stats views and functions the exporter reads.
 #include <map>
 #include <thread>
+#include <vector>
 
 #include "tests/pg/fixture.h"
 
@@ -75,6 +76,71 @@ TEST_F(StatsTest, OldestReadyAgeIgnoresFutureAndBackoffJobs) {
   const double age = ReadStats(Conn())["t"].oldest_ready_age;
   EXPECT_GE(age, 90);
   EXPECT_LT(age, 100);
+}
+
+// A snapshot held elsewhere keeps the dead entries of every finished job in the queue's indexes.
+// A session's jobs.stats_queue steps over them once; later calls walk from the floors it found
+// (migration 17), so a scrape every second does not step over them every second.
+TEST_F(StatsTest, QueueStatsStepOverTheDeadEntriesOfFinishedJobsOnce) {
+  db::Connection holder = Connect();
+  holder.Execute("hold", "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM pg_class");
+  Conn().Execute("publish",
+                 "SELECT jobs.publish_bulk(ARRAY(SELECT ('t', NULL, NULL, 1, NULL, "
+                 "NULL)::jobs.bulk_job FROM generate_series(1, 2000)))");
+  Conn().Execute("take and finish them all",
+                 "SELECT count(*) FROM jobs.ack(ARRAY(SELECT job_id FROM jobs.consume(2000)), "
+                 "NULL)");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // their deadlines have passed
+  db::Connection monitor = Connect();
+  monitor.Execute("settings", "SET pgjobs.consume_floor_margin = '0'");
+  const std::string read =
+      "SELECT sum(pg_stat_get_xact_tuples_returned(indexrelid)) FROM pg_index "
+      "WHERE indrelid = 'jobs.job_queue'::regclass";
+  std::vector<long long> entries;
+  for (int call = 1; call <= 3; ++call) {
+    Publish("t");
+    monitor.Execute("begin", "BEGIN");
+    const long long before = monitor.Query("read", read).Int(0, 0);
+    auto stats = ReadStats(monitor);
+    EXPECT_EQ(stats["t"].ready, call) << "call " << call;
+    EXPECT_EQ(stats["t"].running, 0) << "call " << call;
+    EXPECT_GT(stats["t"].oldest_ready_age, 0) << "call " << call;
+    entries.push_back(monitor.Query("read", read).Int(0, 0) - before);
+    monitor.Execute("commit", "COMMIT");
+  }
+  EXPECT_GE(entries[0], 2000) << "the first call walks every dead entry";
+  for (size_t call = 1; call < entries.size(); ++call) {
+    EXPECT_LT(entries[call], 50) << "call " << call + 1 << " read " << entries[call]
+                                 << " index entries";
+  }
+  holder.Execute("release", "COMMIT");
+}
+
+// The floors never pass a running job's deadline, so a job that expires between two calls is
+// still counted; runnable jobs the counters know of but the walk from the floor does not find
+// are walked down to; one below the floor behind others is found by the next full walk, at most
+// pgjobs.stats_full_scan_interval later.
+TEST_F(StatsTest, QueueStatsFindWhatLiesBelowTheirFloors) {
+  db::Connection monitor = Connect();
+  monitor.Execute("settings", "SET pgjobs.consume_floor_margin = '0'");
+  Publish("u", "i_timeout => 0.05");
+  ASSERT_EQ(Conn().Query("take", "SELECT * FROM jobs.consume(1, '{u}')").Rows(), 1);
+  EXPECT_EQ(ReadStats(monitor)["u"].running, 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto stats = ReadStats(monitor);
+  EXPECT_EQ(stats["u"].running, 0);
+  EXPECT_EQ(stats["u"].expired, 1);
+  EXPECT_GT(stats["u"].max_overdue, 0.04);
+
+  Publish("t", "i_scheduled_at => clock_timestamp() - interval '1 hour'");
+  EXPECT_GE(ReadStats(monitor)["t"].oldest_ready_age, 3600) << "alone below the floor";
+  Conn().Execute("take it", "SELECT count(*) FROM jobs.consume(1, '{t}')");
+  Publish("t");
+  EXPECT_LT(ReadStats(monitor)["t"].oldest_ready_age, 60);
+  Publish("t", "i_scheduled_at => clock_timestamp() - interval '1 hour'");
+  EXPECT_LT(ReadStats(monitor)["t"].oldest_ready_age, 60) << "below the floor, behind another";
+  monitor.Execute("full walks", "SET pgjobs.stats_full_scan_interval = '0'");
+  EXPECT_GE(ReadStats(monitor)["t"].oldest_ready_age, 3600);
 }
 
 TEST_F(StatsTest, TasksThatLeftTheQueueDisappear) {

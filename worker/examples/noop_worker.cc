@@ -5,6 +5,7 @@
 //   target_link_libraries(my_worker PRIVATE pgjobs::worker)
 //
 // usage: noop_worker_example DSN [CONCURRENCY] [PORT] [metrics:on|off] [PREFETCH|auto] [BATCH]
+//                            [maintenance:on|off]
 // Runs the task "bench.noop", whose handler returns at once; stops on SIGTERM or SIGINT.
 #include <signal.h>
 
@@ -16,7 +17,8 @@
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::cerr
-        << "usage: noop_worker_example DSN [CONCURRENCY] [PORT] [on|off] [PREFETCH|auto] [BATCH]\n";
+        << "usage: noop_worker_example DSN [CONCURRENCY] [PORT] [on|off] [PREFETCH|auto] [BATCH] "
+           "[on|off]\n";
     return 2;
   }
   pgjobs::worker::WorkerConfig config;
@@ -28,9 +30,9 @@ int main(int argc, char** argv) {
   if (argc > 5 && std::string(argv[5]) != "auto") config.prefetch = std::stoi(argv[5]);
   config.batch_size = argc > 6 ? std::stoi(argv[6]) : 0;
   config.poll_interval = std::chrono::milliseconds(1000);
-  // The benchmarks time drains alone; a real worker keeps the default (on), so that one of the
-  // pool runs the maintenance.
-  config.maintenance.enabled = false;
+  // The benchmarks time drains alone (off unless asked); a real worker keeps the default (on), so
+  // that one of the pool runs the maintenance.
+  config.maintenance.enabled = argc > 7 && std::string(argv[7]) == "on";
 
   sigset_t signals;
   sigemptyset(&signals);

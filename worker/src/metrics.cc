@@ -23,8 +23,8 @@ const char* OutcomeName(Outcome::Kind kind) {
 }  // namespace
 
 const std::vector<const char*>& MaintenanceSteps() {
-  static const std::vector<const char*> kSteps = {"expire", "schedules", "partitions",
-                                                  "prune",  "workers",   "unique_keys"};
+  static const std::vector<const char*> kSteps = {"expire",  "schedules",   "partitions", "prune",
+                                                  "workers", "unique_keys", "compact"};
   return kSteps;
 }
 
@@ -135,7 +135,7 @@ WorkerMetrics::WorkerMetrics(const WorkerConfig& config, const std::vector<std::
            .Name("pgjobs_worker_maintenance_runs_total")
            .Help(
                "Maintenance steps this worker ran as the leader, by step (expire, schedules, "
-               "partitions, prune, workers, unique_keys) and result (ok, error).")
+               "partitions, prune, workers, unique_keys, compact) and result (ok, error).")
            .Register(*registry_);
   for (const char* step : MaintenanceSteps()) {
     for (const char* result : {"ok", "error"}) {
