@@ -1670,23 +1670,17 @@ CREATE FUNCTION jobs.queue_stats() RETURNS TABLE(task character varying, ready n
 #variable_conflict use_column
 DECLARE
     v_at timestamptz := clock_timestamp();
-    v_floors text := coalesce(current_setting('pgjobs.stats_floors', true), '');
-    v_full_every interval := coalesce(nullif(current_setting('pgjobs.stats_full_scan_interval',
-                                                             true), ''), '5 min')::interval;
     v_margin interval := coalesce(nullif(current_setting('pgjobs.consume_floor_margin', true),
                                          ''), '5 s')::interval;
-    v_full_at timestamptz := v_at;
-    v_running_floor timestamptz := '-infinity';
-    v_ready_floor timestamptz := '-infinity';
+    v_full_at timestamptz := jobs.stats_floor(0);
+    v_running_floor timestamptz := jobs.stats_floor(1);
+    v_ready_floor timestamptz := jobs.stats_floor(2);
     v_min_deadline timestamptz := v_at;
     v_min_ready timestamptz := v_at;
     v_row record;
 BEGIN
-    IF v_floors <> '' AND v_at - to_timestamp(split_part(v_floors, '|', 1)::float8) < v_full_every
-    THEN
-        v_full_at := to_timestamp(split_part(v_floors, '|', 1)::float8);
-        v_running_floor := to_timestamp(split_part(v_floors, '|', 2)::float8);
-        v_ready_floor := to_timestamp(split_part(v_floors, '|', 3)::float8);
+    IF v_full_at = '-infinity' THEN
+        v_full_at := v_at;  -- this call walks fully
     END IF;
     FOR v_row IN
         WITH pending AS (
@@ -2077,6 +2071,27 @@ END $$;
 
 COMMENT ON FUNCTION jobs.set_retention(i_status text, i_keep interval) IS 'Keeps finished jobs of i_status (success, failure, expired, cancelled) for i_keep; NULL keeps them for ever. Raises 22023 for an unknown status or a negative interval. Role: jobs_operator.';
 
+-- Name: stats_floor(integer); Type: FUNCTION; Schema: jobs; Owner: -
+
+CREATE FUNCTION jobs.stats_floor(i_which integer) RETURNS timestamp with time zone
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    SELECT CASE
+        WHEN f.floors = ''
+          OR statement_timestamp() - to_timestamp(split_part(f.floors, '|', 1)::float8)
+             >= coalesce(nullif(current_setting('pgjobs.stats_full_scan_interval', true), ''),
+                         '5 min')::interval
+        THEN '-infinity'::timestamptz
+        ELSE to_timestamp(split_part(f.floors, '|', i_which + 1)::float8)
+    END
+    FROM (SELECT coalesce(current_setting('pgjobs.stats_floors', true), '') AS floors) AS f
+$$;
+
+-- Name: FUNCTION stats_floor(i_which integer); Type: COMMENT; Schema: jobs; Owner: -
+
+COMMENT ON FUNCTION jobs.stats_floor(i_which integer) IS 'Internal: a floor this session''s last jobs.queue_stats() call found (see migration 17).';
+
 -- Name: unregister_worker(bigint); Type: FUNCTION; Schema: jobs; Owner: -
 
 CREATE FUNCTION jobs.unregister_worker(i_worker_id bigint) RETURNS void
@@ -2367,7 +2382,7 @@ CREATE VIEW jobs.stats_jobs_on_stale_workers AS
     count(*) AS jobs
    FROM (jobs.job_queue q
      JOIN jobs.worker w ON ((w.worker_id = q.worker_id)))
-  WHERE ((q.status = 'running'::text) AND ((w.stopped_at IS NOT NULL) OR ((w.heartbeat_at + w.stale_after) < clock_timestamp())))
+  WHERE ((q.status = 'running'::text) AND (q.expires_at >= jobs.stats_floor(1)) AND ((w.stopped_at IS NOT NULL) OR ((w.heartbeat_at + w.stale_after) < clock_timestamp())))
   GROUP BY q.task;
 
 -- Name: stats_paused_tasks; Type: VIEW; Schema: jobs; Owner: -
@@ -2976,6 +2991,12 @@ REVOKE ALL ON FUNCTION jobs.set_consume_floor(i_tasks character varying[], i_old
 
 REVOKE ALL ON FUNCTION jobs.set_retention(i_status text, i_keep interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION jobs.set_retention(i_status text, i_keep interval) TO jobs_operator;
+
+-- Name: FUNCTION stats_floor(i_which integer); Type: ACL; Schema: jobs; Owner: -
+
+REVOKE ALL ON FUNCTION jobs.stats_floor(i_which integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION jobs.stats_floor(i_which integer) TO jobs_monitor;
+GRANT ALL ON FUNCTION jobs.stats_floor(i_which integer) TO jobs_operator;
 
 -- Name: FUNCTION unregister_worker(i_worker_id bigint); Type: ACL; Schema: jobs; Owner: -
 

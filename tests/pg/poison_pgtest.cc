@@ -205,6 +205,7 @@ TEST_F(PoisonTest, EveryFunctionIsExecutableOnlyByTheRolesItIsFor) {
       {"jobs.maintain(interval,integer)", "jobs_consumer,jobs_operator"},
       {"jobs.compact_queue(bigint)", "jobs_consumer,jobs_operator"},
       {"jobs.queue_stats()", "jobs_monitor,jobs_operator"},
+      {"jobs.stats_floor(integer)", "jobs_monitor,jobs_operator"},
       {"jobs.job_arguments(bigint)", operator_role},
       {"jobs.retry_delay(integer)", "jobs_consumer,jobs_monitor,jobs_publisher"},
       {"jobs.job_state(text,integer,timestamp with time zone,timestamp with time zone,timestamp "

@@ -195,6 +195,14 @@ TEST(RunPolicy, LearnsPrefetchFromHandlerAndConsumeTimes) {
   EXPECT_EQ(p.Prefetch(), RunPolicy::kMaxPrefetch);
   EXPECT_EQ(p.Want(), 8 + RunPolicy::kMaxPrefetch);
 
+  // Many executors of quick jobs: the cap grows with them (100 each), or 1,000 jobs would last
+  // 32 executors less than a consume call.
+  RunPolicy wide(32, RunPolicy::kAdaptive, 0, {"t"});
+  wide.Consumed(0.001, 60.0);
+  wide.Queued(32, 32.0, 32, t0);
+  wide.Finished("t", 32, 0.00001);
+  EXPECT_EQ(wide.Prefetch(), 3200);
+
   RunPolicy slow(8, RunPolicy::kAdaptive, 0, {"t"});
   slow.Consumed(0.001, 60.0);
   slow.Queued(1, 1.0, 1, t0);

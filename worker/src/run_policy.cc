@@ -41,7 +41,7 @@ int RunPolicy::Prefetch() const {
   if (shortest_timeout_) buffer = std::min(buffer, kTimeoutShare * *shortest_timeout_);
   // The small addition keeps exp(log(x)) rounding from costing a whole job.
   const double jobs = concurrency_ * buffer / per_job + 1e-6;
-  return static_cast<int>(std::clamp(jobs, 0.0, static_cast<double>(kMaxPrefetch)));
+  return static_cast<int>(std::clamp(jobs, 0.0, static_cast<double>(MaxPrefetch())));
 }
 
 void RunPolicy::Consumed(double seconds, std::optional<double> shortest_timeout) {

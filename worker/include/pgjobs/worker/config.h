@@ -70,7 +70,7 @@ struct WorkerConfig {
   /// Jobs taken ahead of free slots, so that fast handlers get large consume batches. A
   /// prefetched job is running in the database (its timeout runs) while it waits for a slot.
   /// -1 (the default, "auto"): learned from handler and consume times (see RunPolicy), up to
-  /// 1,000; 0: none.
+  /// 1,000 or 100 per executor, whichever is more; 0: none.
   int prefetch = -1;
   std::chrono::milliseconds shutdown_grace{30000};
   /// Fallback poll when no NOTIFY arrives.
