@@ -408,13 +408,19 @@ BEGIN
         RAISE EXCEPTION 'jobs.compact_queue: i_min_bytes must be 0 or more, got %',
             coalesce(i_min_bytes::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- reltuples is -1 until the first vacuum or analyze: nothing known yet.
-    SELECT i.indexrelid::regclass INTO v_index
-    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-    WHERE i.indrelid = 'jobs.job_queue'::regclass
-      AND c.relpages::bigint * current_setting('block_size')::bigint >= i_min_bytes
-      AND c.reltuples >= 0 AND c.reltuples < c.relpages * 10.0
-    ORDER BY c.relpages DESC
+    -- An index holds at most one entry per row version in the table, live or dead: by the
+    -- statistics, fewer than 10 a page means mostly empty pages. While a transaction holds back
+    -- vacuum, its dead row versions still count (vacuum reports those it could not remove), so
+    -- the indexes, full of their entries, are left alone. (Not pg_class.reltuples: ANALYZE
+    -- sets it from the live rows alone.)
+    SELECT b.index INTO v_index
+    FROM (SELECT i.indexrelid::regclass AS index, pg_relation_size(i.indexrelid) AS bytes
+          FROM pg_index i WHERE i.indrelid = 'jobs.job_queue'::regclass) AS b
+    CROSS JOIN (SELECT s.n_live_tup + s.n_dead_tup AS versions FROM pg_stat_user_tables s
+                WHERE s.relid = 'jobs.job_queue'::regclass) AS t
+    WHERE b.bytes >= i_min_bytes
+      AND t.versions < b.bytes / current_setting('block_size')::bigint * 10
+    ORDER BY b.bytes DESC
     LIMIT 1;
     IF v_index IS NULL THEN
         RETURN 0;
@@ -431,7 +437,7 @@ END $$;
 
 -- Name: FUNCTION compact_queue(i_min_bytes bigint); Type: COMMENT; Schema: jobs; Owner: -
 
-COMMENT ON FUNCTION jobs.compact_queue(i_min_bytes bigint) IS 'Rebuilds the largest index of jobs.job_queue that is at least i_min_bytes and holds fewer than 10 entries per page by its last vacuum''s count (emptied by vacuum after a long transaction held it back: a B-tree never gives pages back). Waits at most 50 ms for its locks, else returns 0. Returns 1 when it rebuilt one. jobs.maintain runs it. Role: jobs_operator, jobs_consumer.';
+COMMENT ON FUNCTION jobs.compact_queue(i_min_bytes bigint) IS 'Rebuilds the largest index of jobs.job_queue that is at least i_min_bytes and has fewer than 10 row versions of the table (live or dead, by the statistics) per page: emptied by vacuum after a long transaction held it back, as a B-tree never gives pages back. Waits at most 50 ms for its locks, else returns 0. Returns 1 when it rebuilt one. jobs.maintain runs it. Role: jobs_operator, jobs_consumer.';
 
 -- Name: complete(bigint[], integer[], bigint[], text[], integer[]); Type: FUNCTION; Schema: jobs; Owner: -
 
@@ -1272,13 +1278,27 @@ CREATE FUNCTION jobs.maintain(i_worker_retention interval DEFAULT '01:00:00'::in
     AS $$
 DECLARE
     v_now timestamptz := clock_timestamp();
+    v_since timestamptz;
 BEGIN
     IF i_worker_retention IS NULL OR i_worker_retention < interval '0' THEN
         RAISE EXCEPTION 'jobs.maintain: i_worker_retention must be an interval of 0 or more, got %',
             coalesce(i_worker_retention::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- As consume does: jobs.expire() walks every deadline that has passed, dead entries and all,
+    -- so it runs only when a deadline passed since this session's last check (see migration
+    -- 11), less a margin for a consume that committed late.
     step := 'expire';
-    n := jobs.expire();
+    v_since := coalesce(nullif(current_setting('pgjobs.expiry_checked_until', true), ''),
+                        '-infinity')::timestamptz
+               - coalesce(nullif(current_setting('pgjobs.consume_floor_margin', true), ''),
+                          '5 s')::interval;
+    n := 0;
+    IF (SELECT q.expires_at FROM jobs.job_queue q
+        WHERE q.status = 'running' AND q.expires_at >= v_since AND q.expires_at < v_now
+        ORDER BY q.expires_at LIMIT 1) IS NOT NULL THEN
+        n := jobs.expire();
+    END IF;
+    PERFORM set_config('pgjobs.expiry_checked_until', v_now::text, false);
     RETURN NEXT;
     step := 'schedules';
     n := jobs.enqueue_schedules();
@@ -2382,7 +2402,9 @@ CREATE VIEW jobs.stats_jobs_on_stale_workers AS
     count(*) AS jobs
    FROM (jobs.job_queue q
      JOIN jobs.worker w ON ((w.worker_id = q.worker_id)))
-  WHERE ((q.status = 'running'::text) AND (q.expires_at >= jobs.stats_floor(1)) AND ((w.stopped_at IS NOT NULL) OR ((w.heartbeat_at + w.stale_after) < clock_timestamp())))
+  WHERE ((q.status = 'running'::text) AND (q.expires_at >= jobs.stats_floor(1)) AND ((w.stopped_at IS NOT NULL) OR ((w.heartbeat_at + w.stale_after) < clock_timestamp())) AND (EXISTS ( SELECT 1
+           FROM jobs.worker s
+          WHERE ((s.stopped_at IS NOT NULL) OR ((s.heartbeat_at + s.stale_after) < statement_timestamp())))))
   GROUP BY q.task;
 
 -- Name: stats_paused_tasks; Type: VIEW; Schema: jobs; Owner: -

@@ -278,9 +278,12 @@ TEST_F(OperationsTest, CompactRebuildsEmptiedQueueIndexesWithoutWaitingForLocks)
                    "SELECT count(*) FROM jobs.ack(ARRAY(SELECT job_id FROM jobs.consume(5000)), "
                    "NULL)");
   }
+  Conn().Execute("flush statistics", "SELECT pg_stat_force_next_flush()");
   Conn().Execute("vacuum while held", "VACUUM jobs.job_queue");
   EXPECT_EQ(Int("SELECT jobs.compact_queue(100000)"), 0)
-      << "entries vacuum cannot remove yet still count: nothing to gain";
+      << "row versions vacuum cannot remove yet still count: nothing to gain";
+  Conn().Execute("analyze while held", "ANALYZE jobs.job_queue");
+  EXPECT_EQ(Int("SELECT jobs.compact_queue(100000)"), 0) << "whatever ANALYZE counted";
   holder.Execute("release", "COMMIT");
   Conn().Execute("vacuum", "VACUUM jobs.job_queue");
   const long long bloated = Int(index_pages);

@@ -92,15 +92,23 @@ TEST_F(StatsTest, QueueStatsStepOverTheDeadEntriesOfFinishedJobsOnce) {
                  "SELECT count(*) FROM jobs.ack(ARRAY(SELECT job_id FROM jobs.consume(2000)), "
                  "NULL)");
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // their deadlines have passed
-  // A worker that stopped beating: jobs.stats_jobs_on_stale_workers must look for its jobs.
-  Conn().Execute("stale worker",
-                 "UPDATE jobs.worker SET heartbeat_at = now() - interval '1 hour' WHERE "
-                 "worker_id = (SELECT jobs.register_worker('w', 'h', 1, 1))");
   db::Connection monitor = Connect();
   monitor.Execute("settings", "SET pgjobs.consume_floor_margin = '0'");
   const std::string read =
       "SELECT sum(pg_stat_get_xact_tuples_returned(indexrelid)) FROM pg_index "
       "WHERE indrelid = 'jobs.job_queue'::regclass";
+  // While every worker beats, jobs.stats_jobs_on_stale_workers does not look at all.
+  const long long alive = Int("SELECT jobs.register_worker('w', 'h', 1, 1)");
+  monitor.Execute("begin", "BEGIN");
+  const long long unread = monitor.Query("read", read).Int(0, 0);
+  EXPECT_EQ(monitor.Query("stale", "SELECT * FROM jobs.stats_jobs_on_stale_workers").Rows(), 0);
+  EXPECT_EQ(monitor.Query("read", read).Int(0, 0), unread);
+  monitor.Execute("commit", "COMMIT");
+  // Once one stopped beating, it must look for its jobs.
+  Conn().Execute("stale worker",
+                 "UPDATE jobs.worker SET heartbeat_at = now() - interval '1 hour' WHERE "
+                 "worker_id = " +
+                     std::to_string(alive));
   std::vector<long long> entries;
   for (int call = 1; call <= 3; ++call) {
     Publish("t");
