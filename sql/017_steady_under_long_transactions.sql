@@ -9,11 +9,12 @@
 --   and those published meanwhile waited for it: the soak's pickup p99 grew 7.8x in a 10-minute
 --   hold). It exists for the jobs below a session's floor (see migration 11), which are rare.
 --   It is now spaced out by what it costs: the interval is the cost of the session's last full
---   search (the whole call) divided by pgjobs.consume_full_scan_share (0.005: at most 0.5% of
---   the session's time), and no less than pgjobs.consume_full_scan_interval (2 s) nor more than
---   pgjobs.consume_full_scan_max_interval (1 min). A call that searches fully costs a few
---   milliseconds on a vacuumed queue, so outside long transactions the interval stays at 2 s;
---   during one, a job below the floor waits at most a minute longer.
+--   search (the call's time less 0.1 ms per job it took, so that a large batch does not count
+--   as a costly search) divided by pgjobs.consume_full_scan_share (0.005: at most 0.5% of the
+--   session's time), and no less than pgjobs.consume_full_scan_interval (2 s) nor more than
+--   pgjobs.consume_full_scan_max_interval (1 min). A full search costs about a millisecond on a
+--   vacuumed queue, so outside long transactions the interval stays at 2 s; during one, a job
+--   below the floor waits at most a minute longer.
 -- * jobs.stats_queue, on every scrape (70 ms there, 1 s in the soak): its count of running and
 --   expired jobs walked the whole index of running jobs, and its oldest runnable job's age
 --   walked the pending index from the bottom. Both now start from floors the session found at
@@ -89,6 +90,7 @@ DECLARE
     v_since timestamptz;
     v_floor timestamptz;
     v_paused varchar[];
+    v_taken bigint;
 BEGIN
     IF num IS NULL OR num < 1 THEN
         RAISE EXCEPTION 'jobs.consume: num must be at least 1, got %', coalesce(num::text, 'NULL')
@@ -145,8 +147,12 @@ BEGIN
            t.published_at, t.started_at
     FROM taken t CROSS JOIN floor f;
     IF v_floor = '-infinity' THEN
+        -- The search's cost, not the taking's: a large batch is slow without any dead entry, and
+        -- must not stretch the interval for the jobs a full search is there to find.
+        GET DIAGNOSTICS v_taken = ROW_COUNT;
         PERFORM set_config('pgjobs.consume_full_scan_cost',
-                           extract(epoch FROM clock_timestamp() - v_now)::text, false);
+                           greatest(0, extract(epoch FROM clock_timestamp() - v_now)
+                                       - v_taken * 0.0001)::text, false);
     END IF;
 END $$;
 COMMENT ON FUNCTION jobs.consume(integer, varchar[], bigint) IS

@@ -478,6 +478,7 @@ DECLARE
     v_since timestamptz;
     v_floor timestamptz;
     v_paused varchar[];
+    v_taken bigint;
 BEGIN
     IF num IS NULL OR num < 1 THEN
         RAISE EXCEPTION 'jobs.consume: num must be at least 1, got %', coalesce(num::text, 'NULL')
@@ -534,8 +535,12 @@ BEGIN
            t.published_at, t.started_at
     FROM taken t CROSS JOIN floor f;
     IF v_floor = '-infinity' THEN
+        -- The search's cost, not the taking's: a large batch is slow without any dead entry, and
+        -- must not stretch the interval for the jobs a full search is there to find.
+        GET DIAGNOSTICS v_taken = ROW_COUNT;
         PERFORM set_config('pgjobs.consume_full_scan_cost',
-                           extract(epoch FROM clock_timestamp() - v_now)::text, false);
+                           greatest(0, extract(epoch FROM clock_timestamp() - v_now)
+                                       - v_taken * 0.0001)::text, false);
     END IF;
 END $$;
 
