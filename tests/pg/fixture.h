@@ -37,6 +37,20 @@ class PgTest : public ::testing::Test {
                    (extra.empty() ? std::string() : ", " + extra) + ")",
                {task});
   }
+  /// Publishes `n` jobs of task "t" with a timeout of `timeout` (SQL; NULL: the default) and
+  /// finishes them all, each leaving dead row versions and index entries in jobs.job_queue.
+  void FinishJobs(int n, const std::string& timeout = "NULL") {
+    Conn().Execute("publish", "SELECT jobs.publish_bulk(ARRAY(SELECT ('t', NULL, NULL, " + timeout +
+                                  ", NULL, NULL)::jobs.bulk_job FROM generate_series(1, " +
+                                  std::to_string(n) + ")))");
+    Conn().Execute("take and finish them all",
+                   "SELECT count(*) FROM jobs.ack(ARRAY(SELECT job_id FROM jobs.consume(" +
+                       std::to_string(n) + ")), NULL)");
+  }
+  /// The index entries of jobs.job_queue this session's transaction has read so far.
+  static constexpr const char* kQueueIndexEntriesRead =
+      "SELECT sum(pg_stat_get_xact_tuples_returned(indexrelid)) FROM pg_index "
+      "WHERE indrelid = 'jobs.job_queue'::regclass";
   /// The DbError `sql` raises; fails the test when it succeeds.
   db::DbError Refusal(const std::string& sql, const db::Params& params = {}) {
     try {

@@ -505,18 +505,11 @@ TEST_F(QueueTest, CompleteAcksAndNacksAndSaysWhatBecameOfEachJob) {
 TEST_F(QueueTest, ConsumeStepsOverTheDeadEntriesOfFinishedJobsOnce) {
   db::Connection holder = Connect();
   holder.Execute("hold", "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM pg_class");
-  Conn().Execute("publish",
-                 "SELECT jobs.publish_bulk(ARRAY(SELECT ('t', NULL, NULL, 1, NULL, "
-                 "NULL)::jobs.bulk_job FROM generate_series(1, 2000)))");
-  Conn().Execute("take and finish them all",
-                 "SELECT count(*) FROM jobs.ack(ARRAY(SELECT job_id FROM jobs.consume(2000)), "
-                 "NULL)");
+  FinishJobs(2000, "1");
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // their deadlines have passed
   db::Connection worker = Connect();
   worker.Execute("settings", "SET pgjobs.consume_floor_margin = '0'");
-  const std::string read =
-      "SELECT sum(pg_stat_get_xact_tuples_returned(indexrelid)) FROM pg_index "
-      "WHERE indrelid = 'jobs.job_queue'::regclass";
+  const std::string read = kQueueIndexEntriesRead;
   std::vector<long long> entries;
   for (int call = 1; call <= 4; ++call) {
     Conn().Query("one more", "SELECT jobs.publish('t')");
@@ -581,12 +574,7 @@ TEST_F(QueueTest, FullSearchesAreSpacedOutByWhatTheyCost) {
   // Dead entries for the full search to step over, as a snapshot held elsewhere leaves them.
   db::Connection holder = Connect();
   holder.Execute("hold", "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM pg_class");
-  Conn().Execute("publish",
-                 "SELECT jobs.publish_bulk(ARRAY(SELECT ('t', NULL, NULL, NULL, NULL, "
-                 "NULL)::jobs.bulk_job FROM generate_series(1, 2000)))");
-  Conn().Execute("take and finish them all",
-                 "SELECT count(*) FROM jobs.ack(ARRAY(SELECT job_id FROM jobs.consume(2000)), "
-                 "NULL)");
+  FinishJobs(2000);
   Publish("t");
   EXPECT_EQ(consume(), 1) << "the first call searches fully";
   EXPECT_GT(std::stod(std::string(

@@ -85,18 +85,11 @@ TEST_F(StatsTest, OldestReadyAgeIgnoresFutureAndBackoffJobs) {
 TEST_F(StatsTest, QueueStatsStepOverTheDeadEntriesOfFinishedJobsOnce) {
   db::Connection holder = Connect();
   holder.Execute("hold", "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM pg_class");
-  Conn().Execute("publish",
-                 "SELECT jobs.publish_bulk(ARRAY(SELECT ('t', NULL, NULL, 1, NULL, "
-                 "NULL)::jobs.bulk_job FROM generate_series(1, 2000)))");
-  Conn().Execute("take and finish them all",
-                 "SELECT count(*) FROM jobs.ack(ARRAY(SELECT job_id FROM jobs.consume(2000)), "
-                 "NULL)");
+  FinishJobs(2000, "1");
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // their deadlines have passed
   db::Connection monitor = Connect();
   monitor.Execute("settings", "SET pgjobs.consume_floor_margin = '0'");
-  const std::string read =
-      "SELECT sum(pg_stat_get_xact_tuples_returned(indexrelid)) FROM pg_index "
-      "WHERE indrelid = 'jobs.job_queue'::regclass";
+  const std::string read = kQueueIndexEntriesRead;
   // While every worker beats, jobs.stats_jobs_on_stale_workers does not look at all.
   const long long alive = Int("SELECT jobs.register_worker('w', 'h', 1, 1)");
   monitor.Execute("begin", "BEGIN");
