@@ -153,6 +153,14 @@ http::Families Exporter::Collect(Clock::time_point deadline) {
     LogFailure("connect", e.what());
   }
   http::AddSample(up, {}, connected ? 1 : 0);
+  if (connected) {
+    try {
+      source_->Prefetch(FinishedQueryNow());
+    } catch (const std::exception&) {
+      // The connection was lost: each collector now fails on its own, with its own error.
+      source_->ForgetIfBroken();
+    }
+  }
 
   auto run = [&](const std::string& name, auto&& collect) {
     const auto start = Clock::now();
@@ -170,7 +178,10 @@ http::Families Exporter::Collect(Clock::time_point deadline) {
       LogFailure(name, "no time left before the scrape deadline");
     }
     http::AddSample(success, {{"collector", name}}, ok ? 1 : 0);
-    http::AddSample(duration, {{"collector", name}}, SecondsSince(start));
+    // Its prefetched statements' time on the database, and its own time here.
+    http::AddSample(
+        duration, {{"collector", name}},
+        SecondsSince(start) + std::chrono::duration<double>(source_->TakePrefetchedTime()).count());
   };
   run("queue", [&] { CollectQueue(out); });
   run("finished", [&] { CollectFinished(out); });
@@ -269,11 +280,17 @@ void Exporter::CollectQueue(http::Families& out) {
   out.push_back(std::move(overdue));
 }
 
+FinishedQuery Exporter::FinishedQueryNow() const {
+  return {.after = watermark_,
+          .wait_bounds = active_.wait_buckets,
+          .run_bounds = active_.run_buckets,
+          .attempt_bounds = active_.attempt_buckets};
+}
+
 void Exporter::CollectFinished(http::Families& out) {
   FinishedBatch batch;
   try {
-    batch = source_->Finished(watermark_, active_.wait_buckets, active_.run_buckets,
-                              active_.attempt_buckets);
+    batch = source_->Finished(FinishedQueryNow());
   } catch (const std::exception&) {
     // More jobs finished since the last scrape than fit in one deadline (or the read failed):
     // re-base at the present so that the next scrape succeeds, rather than retrying the same

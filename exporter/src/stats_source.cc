@@ -2,6 +2,7 @@
 #include "pgjobs/exporter/stats_source.h"
 
 #include <sstream>
+#include <utility>
 
 namespace pgjobs::exporter {
 namespace {
@@ -28,6 +29,82 @@ db::Statement Timeouts(const std::string& statement_timeout, const std::string& 
               "SELECT set_config('statement_timeout', $1, $3::bool), "
               "set_config('lock_timeout', $2, $3::bool)",
           .params = {statement_timeout, lock_timeout, local ? "true" : "false"}};
+}
+
+// The statement of each collector. Each method runs its own; Prefetch() sends them all in one
+// round trip.
+db::Statement QueueStatement() {
+  return {.name = "stats_queue",
+          .sql =
+              "SELECT task, ready, scheduled, retry_wait, running, expired, "
+              "oldest_ready_age_seconds, oldest_running_seconds, max_expired_overdue_seconds "
+              "FROM jobs.stats_queue"};
+}
+
+db::Statement FinishedStatement(const FinishedQuery& q) {
+  return {.name = "finished_stats",
+          .sql =
+              "SELECT kind, task, status, bucket, n, total FROM jobs.finished_stats($1::bigint, "
+              "$2::float8[], $3::float8[], $4::float8[])",
+          .params = {q.after ? db::Param(std::to_string(*q.after)) : db::Param(),
+                     ArrayLiteral(q.wait_bounds), ArrayLiteral(q.run_bounds),
+                     ArrayLiteral(q.attempt_bounds)}};
+}
+
+db::Statement PublishedByTaskStatement() {
+  return {.name = "stats_published_by_task",
+          .sql = "SELECT task, published_total FROM jobs.stats_published_by_task"};
+}
+
+db::Statement WorkersStatement() {
+  return {.name = "stats_workers", .sql = "SELECT state, workers FROM jobs.stats_workers"};
+}
+
+db::Statement JobsOnStaleWorkersStatement() {
+  return {.name = "stats_jobs_on_stale_workers",
+          .sql = "SELECT task, jobs FROM jobs.stats_jobs_on_stale_workers"};
+}
+
+db::Statement RetentionStatement() {
+  return {.name = "stats_retention",
+          .sql =
+              "SELECT status, keep_seconds, pruned_total, oldest_age_seconds "
+              "FROM jobs.stats_retention ORDER BY status"};
+}
+
+db::Statement PausedTasksStatement() {
+  return {.name = "stats_paused_tasks", .sql = "SELECT task FROM jobs.stats_paused_tasks"};
+}
+
+db::Statement DeduplicatedStatement() {
+  return {.name = "stats_deduplicated",
+          .sql = "SELECT task, deduplicated_total FROM jobs.stats_deduplicated"};
+}
+
+db::Statement SchedulesStatement() {
+  return {.name = "stats_schedules",
+          .sql =
+              "SELECT name, last_enqueued_seconds, next_run_seconds "
+              "FROM jobs.stats_schedules ORDER BY name"};
+}
+
+db::Statement TablesStatement() {
+  return {.name = "stats_tables",
+          .sql =
+              "SELECT table_name, live_tuples, dead_tuples, total_bytes, "
+              "seconds_since_vacuum FROM jobs.stats_tables"};
+}
+
+// The xid age needs no privilege; transaction start times of other roles' sessions are visible
+// with pg_read_all_stats only, so that figure covers what this role can see.
+db::Statement HealthStatement() {
+  return {.name = "database health",
+          .sql =
+              "SELECT (SELECT extract(epoch FROM clock_timestamp() - min(xact_start)) "
+              "        FROM pg_stat_activity WHERE xact_start IS NOT NULL "
+              "          AND backend_type = 'client backend' AND pid <> pg_backend_pid()), "
+              "       age(pg_snapshot_xmin(pg_current_snapshot())::text::xid), "
+              "       pg_notification_queue_usage()"};
 }
 
 }  // namespace
@@ -74,20 +151,67 @@ void StatsSource::Begin(std::chrono::steady_clock::time_point deadline,
   }
 }
 
-db::Result StatsSource::Run(std::string_view name, const std::string& sql,
-                            const db::Params& params) {
-  if (options_.pooling == db::Pooling::kSession) return Conn().Query(name, sql, params);
-  return Conn()
-      .RunInOneTransaction({Timeouts(statement_timeout_, lock_timeout_, true),
-                            {.name = std::string(name), .sql = sql, .params = params}})
-      .back();
+std::vector<db::Statement> StatsSource::InOwnTransaction(db::Statement statement) const {
+  if (options_.pooling == db::Pooling::kSession) return {std::move(statement)};
+  return {Timeouts(statement_timeout_, lock_timeout_, true), std::move(statement)};
+}
+
+db::Result StatsSource::Run(const db::Statement& statement) {
+  if (auto found = prefetched_.find(statement.name); found != prefetched_.end()) {
+    Prefetched prefetched = std::move(found->second);
+    prefetched_.erase(found);
+    if (prefetched.sql == statement.sql && prefetched.params == statement.params) {
+      prefetched_time_ += prefetched.took;
+      if (prefetched.error) throw db::DbError(*prefetched.error);
+      return std::move(*prefetched.result);
+    }
+  }
+  if (options_.pooling == db::Pooling::kSession) {
+    return Conn().Query(statement.name, statement.sql, statement.params);
+  }
+  return Conn().RunInOneTransaction(InOwnTransaction(statement)).back();
+}
+
+void StatsSource::Prefetch(const FinishedQuery& finished) {
+  prefetched_.clear();
+  const std::vector<db::Statement> statements = {QueueStatement(),
+                                                 FinishedStatement(finished),
+                                                 PublishedByTaskStatement(),
+                                                 WorkersStatement(),
+                                                 JobsOnStaleWorkersStatement(),
+                                                 TablesStatement(),
+                                                 RetentionStatement(),
+                                                 PausedTasksStatement(),
+                                                 DeduplicatedStatement(),
+                                                 SchedulesStatement(),
+                                                 HealthStatement()};
+  std::vector<std::vector<db::Statement>> transactions;
+  transactions.reserve(statements.size());
+  for (const db::Statement& s : statements) transactions.push_back(InOwnTransaction(s));
+  const auto sent_at = std::chrono::steady_clock::now();
+  std::vector<db::PipelineOutcome> outcomes = Conn().RunPipelines(transactions);
+  auto previous = sent_at;
+  for (size_t i = 0; i < statements.size(); ++i) {
+    db::PipelineOutcome& outcome = outcomes[i];
+    Prefetched prefetched{.sql = statements[i].sql,
+                          .params = statements[i].params,
+                          .took = outcome.ended_at - previous};
+    previous = outcome.ended_at;
+    if (outcome.error) {
+      prefetched.error = std::move(outcome.error);
+    } else {
+      prefetched.result = std::move(outcome.results.back());
+    }
+    prefetched_.insert_or_assign(statements[i].name, std::move(prefetched));
+  }
+}
+
+std::chrono::nanoseconds StatsSource::TakePrefetchedTime() {
+  return std::exchange(prefetched_time_, std::chrono::nanoseconds(0));
 }
 
 std::vector<QueueRow> StatsSource::Queue() {
-  db::Result r =
-      Run("stats_queue",
-          "SELECT task, ready, scheduled, retry_wait, running, expired, oldest_ready_age_seconds, "
-          "oldest_running_seconds, max_expired_overdue_seconds FROM jobs.stats_queue");
+  db::Result r = Run(QueueStatement());
   std::vector<QueueRow> rows;
   for (int i = 0; i < r.Rows(); ++i) {
     rows.push_back({std::string(r.Text(i, 0)), r.Double(i, 1), r.Double(i, 2), r.Double(i, 3),
@@ -97,16 +221,8 @@ std::vector<QueueRow> StatsSource::Queue() {
   return rows;
 }
 
-FinishedBatch StatsSource::Finished(std::optional<long long> after,
-                                    const std::vector<double>& wait_bounds,
-                                    const std::vector<double>& run_bounds,
-                                    const std::vector<double>& attempt_bounds) {
-  db::Result r =
-      Run("finished_stats",
-          "SELECT kind, task, status, bucket, n, total FROM jobs.finished_stats($1::bigint, "
-          "$2::float8[], $3::float8[], $4::float8[])",
-          {after ? db::Param(std::to_string(*after)) : db::Param(), ArrayLiteral(wait_bounds),
-           ArrayLiteral(run_bounds), ArrayLiteral(attempt_bounds)});
+FinishedBatch StatsSource::Finished(const FinishedQuery& query) {
+  db::Result r = Run(FinishedStatement(query));
   FinishedBatch batch;
   for (int i = 0; i < r.Rows(); ++i) {
     if (r.Text(i, 0) == "watermark") {
@@ -126,15 +242,14 @@ FinishedBatch StatsSource::Finished(std::optional<long long> after,
 }
 
 std::vector<std::pair<std::string, double>> StatsSource::PublishedByTask() {
-  db::Result r = Run("stats_published_by_task",
-                     "SELECT task, published_total FROM jobs.stats_published_by_task");
+  db::Result r = Run(PublishedByTaskStatement());
   std::vector<std::pair<std::string, double>> out;
   for (int i = 0; i < r.Rows(); ++i) out.emplace_back(r.Text(i, 0), r.Double(i, 1));
   return out;
 }
 
 std::pair<double, double> StatsSource::Workers() {
-  db::Result r = Run("stats_workers", "SELECT state, workers FROM jobs.stats_workers");
+  db::Result r = Run(WorkersStatement());
   std::pair<double, double> out{0, 0};
   for (int i = 0; i < r.Rows(); ++i) {
     (r.Text(i, 0) == "alive" ? out.first : out.second) = r.Double(i, 1);
@@ -143,17 +258,14 @@ std::pair<double, double> StatsSource::Workers() {
 }
 
 std::vector<std::pair<std::string, double>> StatsSource::JobsOnStaleWorkers() {
-  db::Result r =
-      Run("stats_jobs_on_stale_workers", "SELECT task, jobs FROM jobs.stats_jobs_on_stale_workers");
+  db::Result r = Run(JobsOnStaleWorkersStatement());
   std::vector<std::pair<std::string, double>> out;
   for (int i = 0; i < r.Rows(); ++i) out.emplace_back(r.Text(i, 0), r.Double(i, 1));
   return out;
 }
 
 std::vector<RetentionRow> StatsSource::Retention() {
-  db::Result r = Run("stats_retention",
-                     "SELECT status, keep_seconds, pruned_total, oldest_age_seconds "
-                     "FROM jobs.stats_retention ORDER BY status");
+  db::Result r = Run(RetentionStatement());
   std::vector<RetentionRow> out;
   for (int i = 0; i < r.Rows(); ++i) {
     RetentionRow row{std::string(r.Text(i, 0)), std::nullopt, r.Double(i, 2), r.Double(i, 3)};
@@ -164,24 +276,21 @@ std::vector<RetentionRow> StatsSource::Retention() {
 }
 
 std::vector<std::string> StatsSource::PausedTasks() {
-  db::Result r = Run("stats_paused_tasks", "SELECT task FROM jobs.stats_paused_tasks");
+  db::Result r = Run(PausedTasksStatement());
   std::vector<std::string> out;
   for (int i = 0; i < r.Rows(); ++i) out.emplace_back(r.Text(i, 0));
   return out;
 }
 
 std::vector<std::pair<std::string, double>> StatsSource::Deduplicated() {
-  db::Result r =
-      Run("stats_deduplicated", "SELECT task, deduplicated_total FROM jobs.stats_deduplicated");
+  db::Result r = Run(DeduplicatedStatement());
   std::vector<std::pair<std::string, double>> out;
   for (int i = 0; i < r.Rows(); ++i) out.emplace_back(r.Text(i, 0), r.Double(i, 1));
   return out;
 }
 
 std::vector<ScheduleRow> StatsSource::Schedules() {
-  db::Result r = Run("stats_schedules",
-                     "SELECT name, last_enqueued_seconds, next_run_seconds "
-                     "FROM jobs.stats_schedules ORDER BY name");
+  db::Result r = Run(SchedulesStatement());
   std::vector<ScheduleRow> out;
   for (int i = 0; i < r.Rows(); ++i) {
     ScheduleRow row{std::string(r.Text(i, 0)), std::nullopt, std::nullopt};
@@ -193,9 +302,7 @@ std::vector<ScheduleRow> StatsSource::Schedules() {
 }
 
 std::vector<TableRow> StatsSource::Tables() {
-  db::Result r = Run("stats_tables",
-                     "SELECT table_name, live_tuples, dead_tuples, total_bytes, "
-                     "seconds_since_vacuum FROM jobs.stats_tables");
+  db::Result r = Run(TablesStatement());
   std::vector<TableRow> out;
   for (int i = 0; i < r.Rows(); ++i) {
     TableRow t{std::string(r.Text(i, 0)), r.Double(i, 1), r.Double(i, 2), r.Double(i, 3),
@@ -207,14 +314,7 @@ std::vector<TableRow> StatsSource::Tables() {
 }
 
 DatabaseHealth StatsSource::Health() {
-  // The xid age needs no privilege; transaction start times of other roles' sessions are visible
-  // with pg_read_all_stats only, so that figure covers what this role can see.
-  db::Result r = Run("database health",
-                     "SELECT (SELECT extract(epoch FROM clock_timestamp() - min(xact_start)) "
-                     "        FROM pg_stat_activity WHERE xact_start IS NOT NULL "
-                     "          AND backend_type = 'client backend' AND pid <> pg_backend_pid()), "
-                     "       age(pg_snapshot_xmin(pg_current_snapshot())::text::xid), "
-                     "       pg_notification_queue_usage()");
+  db::Result r = Run(HealthStatement());
   DatabaseHealth h;
   if (!r.IsNull(0, 0)) h.oldest_transaction_seconds = r.Double(0, 0);
   h.oldest_xid_age = r.Double(0, 1);

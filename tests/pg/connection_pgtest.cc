@@ -85,6 +85,33 @@ TEST_F(PipelineTest, RunPipelineReportsTheFailureAndLeavesTheTransactionToTheCal
   EXPECT_EQ(Value("SELECT string_agg(n::text, ',' ORDER BY n) FROM t"), "1,3");
 }
 
+// Transactions sent together in one round trip each end at their own sync point: one's failure
+// rolls back only its own statements. What the exporter's scrape relies on.
+TEST_F(PipelineTest, RunPipelinesKeepsEachTransactionsFailureToItself) {
+  std::vector<db::PipelineOutcome> out = Conn().RunPipelines({
+      {{"first", "INSERT INTO t VALUES (1)", {}}, {"read", "SELECT count(*) FROM t", {}}},
+      {{"good", "INSERT INTO t VALUES (2)", {}}, {"bad", "INSERT INTO t VALUES (1/0)", {}}},
+      {},
+      {{"last", "INSERT INTO t VALUES (3) RETURNING n", {}}},
+  });
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_FALSE(out[0].failed.has_value());
+  ASSERT_EQ(out[0].results.size(), 2u);
+  EXPECT_EQ(out[0].results[1].Int(0, 0), 1);
+  ASSERT_TRUE(out[1].failed.has_value());
+  EXPECT_EQ(*out[1].failed, 1u);
+  ASSERT_TRUE(out[1].error.has_value());
+  EXPECT_EQ(out[1].error->Statement(), "bad");
+  EXPECT_EQ(out[1].error->SqlState(), "22012");
+  EXPECT_FALSE(out[2].failed.has_value());
+  EXPECT_FALSE(out[3].failed.has_value()) << (out[3].error ? out[3].error->what() : "");
+  ASSERT_EQ(out[3].results.size(), 1u);
+  EXPECT_EQ(out[3].results[0].Int(0, 0), 3);
+  EXPECT_LE(out[0].ended_at, out[3].ended_at);
+  EXPECT_EQ(Value("SELECT string_agg(n::text, ',' ORDER BY n) FROM t"), "1,3");
+  EXPECT_EQ(Int("SELECT 1"), 1) << "the connection is still usable";
+}
+
 // Once the statements are sent, a lost connection may or may not have committed them.
 TEST_F(PipelineTest, ALostConnectionIsACommitOfUnknownOutcome) {
   const std::string pid = std::to_string(Conn().BackendPid());

@@ -416,70 +416,90 @@ Result Connection::QueryPrepared(const std::string& name, const Params& params) 
 }
 
 PipelineOutcome Connection::RunPipeline(const std::vector<Statement>& statements) {
+  if (statements.empty()) return {};
+  return std::move(RunPipelines({statements}).front());
+}
+
+std::vector<PipelineOutcome> Connection::RunPipelines(
+    const std::vector<std::vector<Statement>>& transactions) {
   PGconn* conn = impl_->conn;
-  PipelineOutcome outcome;
-  if (statements.empty()) return outcome;
+  std::vector<PipelineOutcome> outcomes(transactions.size());
+  if (transactions.empty()) return outcomes;
+  const std::string& first_name =
+      transactions.front().empty() ? std::string("commit") : transactions.front().front().name;
   impl_->StartCall();
-  if (PQenterPipelineMode(conn) == 0) impl_->Fail(statements.front().name, nullptr);
-  for (const Statement& s : statements) {
-    ParamArrays arrays(s.params);
-    std::vector<Oid> types(s.param_types.begin(), s.param_types.end());
-    types.resize(types.empty() ? 0 : s.params.size(), 0);
-    if (PQsendQueryParams(conn, s.sql.c_str(), static_cast<int>(s.params.size()),
-                          types.empty() ? nullptr : types.data(), arrays.values.data(), nullptr,
-                          nullptr, 0) == 0) {
-      impl_->broken = true;  // a pipeline that cannot be sent cannot be resumed either
-      impl_->Fail(s.name, nullptr);
+  if (PQenterPipelineMode(conn) == 0) impl_->Fail(first_name, nullptr);
+  for (const std::vector<Statement>& statements : transactions) {
+    for (const Statement& s : statements) {
+      ParamArrays arrays(s.params);
+      std::vector<Oid> types(s.param_types.begin(), s.param_types.end());
+      types.resize(types.empty() ? 0 : s.params.size(), 0);
+      if (PQsendQueryParams(conn, s.sql.c_str(), static_cast<int>(s.params.size()),
+                            types.empty() ? nullptr : types.data(), arrays.values.data(), nullptr,
+                            nullptr, 0) == 0) {
+        impl_->broken = true;  // a pipeline that cannot be sent cannot be resumed either
+        impl_->Fail(s.name, nullptr);
+      }
     }
-  }
-  outcome.results.resize(statements.size());
-  PGresult* failed = nullptr;
-  try {
+    // Each transaction ends at its own sync point: a failure aborts the rest of its own
+    // statements, not those of the next transaction.
     if (PQpipelineSync(conn) == 0) {
       impl_->broken = true;
       impl_->Fail("commit", nullptr);
     }
+  }
+  std::vector<PGresult*> failed(transactions.size(), nullptr);
+  try {
     impl_->Flush("commit");
-    // Each statement's results end with a null; the sync point's own result ends them all.
-    for (size_t index = 0;;) {
-      PGresult* r = impl_->NextResult("commit");
-      if (r == nullptr) {
-        if (PQstatus(conn) == CONNECTION_BAD || ++index > statements.size()) {
-          impl_->broken = true;
-          impl_->Fail("commit", nullptr);
+    for (size_t t = 0; t < transactions.size(); ++t) {
+      const size_t count = transactions[t].size();
+      PipelineOutcome& outcome = outcomes[t];
+      outcome.results.resize(count);
+      // Each statement's results end with a null; the sync point's own result ends them all.
+      for (size_t index = 0;;) {
+        PGresult* r = impl_->NextResult("commit");
+        if (r == nullptr) {
+          if (PQstatus(conn) == CONNECTION_BAD || ++index > count) {
+            impl_->broken = true;
+            impl_->Fail("commit", nullptr);
+          }
+          continue;
         }
-        continue;
-      }
-      const ExecStatusType status = PQresultStatus(r);
-      if (status == PGRES_PIPELINE_SYNC) {
-        PQclear(r);
-        break;
-      }
-      if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
-        // index < size here: the loop stops once every statement's results have ended.
-        outcome.results[index] = Result(std::make_shared<const Result::Impl>(r));
-      } else if (status == PGRES_PIPELINE_ABORTED) {
-        PQclear(r);  // skipped after an earlier failure
-      } else if (PQstatus(conn) == CONNECTION_BAD) {
-        impl_->broken = true;
-        impl_->Fail("commit", r);
-      } else if (failed == nullptr) {
-        failed = r;
-        outcome.failed = index;
-      } else {
-        PQclear(r);
+        const ExecStatusType status = PQresultStatus(r);
+        if (status == PGRES_PIPELINE_SYNC) {
+          PQclear(r);
+          outcome.ended_at = std::chrono::steady_clock::now();
+          break;
+        }
+        if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
+          // index < count here: the loop stops once every statement's results have ended.
+          outcome.results[index] = Result(std::make_shared<const Result::Impl>(r));
+        } else if (status == PGRES_PIPELINE_ABORTED) {
+          PQclear(r);  // skipped after an earlier failure
+        } else if (PQstatus(conn) == CONNECTION_BAD) {
+          impl_->broken = true;
+          impl_->Fail("commit", r);
+        } else if (failed[t] == nullptr) {
+          failed[t] = r;
+          outcome.failed = index;
+        } else {
+          PQclear(r);
+        }
       }
     }
   } catch (const DbError&) {
-    // Lost (or abandoned) once the sync point was sent: it may or may not have committed, so it
-    // is reported as the commit that failed (CommitOutcomeUnknown).
-    if (failed != nullptr) PQclear(failed);
+    // Lost (or abandoned) once the sync points were sent: a transaction may or may not have
+    // committed, so it is reported as the commit that failed (CommitOutcomeUnknown).
+    for (PGresult* r : failed) PQclear(r);
     impl_->broken = true;
     throw;
   }
   PQexitPipelineMode(conn);
-  if (failed != nullptr) outcome.error = impl_->ErrorOf(statements[*outcome.failed].name, failed);
-  return outcome;
+  for (size_t t = 0; t < transactions.size(); ++t) {
+    if (failed[t] == nullptr) continue;
+    outcomes[t].error = impl_->ErrorOf(transactions[t][*outcomes[t].failed].name, failed[t]);
+  }
+  return outcomes;
 }
 
 std::vector<Result> Connection::RunInOneTransaction(const std::vector<Statement>& statements) {

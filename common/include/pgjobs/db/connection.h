@@ -53,7 +53,7 @@ inline constexpr unsigned int kJsonbType = 3802;
 struct Statement {
   std::string name;
   std::string sql;
-  Params params;
+  Params params = {};
   /// The parameters' types (built-in type OIDs), when the statement must not infer them: a
   /// declared parameter may go unused, where an inferred one must appear. Empty: inferred.
   std::vector<unsigned int> param_types = {};
@@ -66,6 +66,9 @@ struct PipelineOutcome {
   /// The index of the statement that failed, if one did.
   std::optional<size_t> failed;
   std::optional<DbError> error;
+  /// When this client had read the transaction's last result (RunPipelines: the server runs
+  /// the transactions one after another, so the gap from the previous one is roughly its time).
+  std::chrono::steady_clock::time_point ended_at;
 };
 
 /// A notification received on a LISTENed channel.
@@ -149,6 +152,11 @@ class Connection {
   /// explicit BEGIN, a failure leaves the transaction open and aborted, for the caller to roll
   /// back (to a savepoint, say). Throws only when the connection is lost, as statement "commit".
   PipelineOutcome RunPipeline(const std::vector<Statement>& statements);
+  /// Sends several transactions in one round trip, each ending at a sync point of its own, so
+  /// that one's failure does not touch the others (each as RunPipeline). Throws only when the
+  /// connection is lost, as statement "commit".
+  std::vector<PipelineOutcome> RunPipelines(
+      const std::vector<std::vector<Statement>>& transactions);
 
   /// Every call from now on returns by `deadline` (plus kCancelGrace); std::nullopt: only
   /// call_timeout applies.

@@ -77,6 +77,8 @@ class Exporter {
   http::Families Collect(std::chrono::steady_clock::time_point deadline);
   void CollectQueue(http::Families& out);
   void CollectFinished(http::Families& out);
+  // What CollectFinished() asks for, from the watermark of the last scrape.
+  FinishedQuery FinishedQueryNow() const;
   void CollectWorkers(http::Families& out);
   void CollectTables(http::Families& out);
   void CollectRetention(http::Families& out);
