@@ -1700,7 +1700,7 @@ DECLARE
     v_full_at timestamptz := jobs.stats_floor(0);
     v_running_floor timestamptz := jobs.stats_floor(1);
     v_ready_floor timestamptz := jobs.stats_floor(2);
-    v_min_deadline timestamptz := v_at;
+    v_min_started timestamptz := v_at;
     v_min_ready timestamptz := v_at;
     v_row record;
 BEGIN
@@ -1715,10 +1715,9 @@ BEGIN
                    count(*) FILTER (WHERE q.expires_at >= v_at) AS running,
                    count(*) FILTER (WHERE q.expires_at < v_at) AS expired,
                    min(q.started_at) AS oldest_started_at,
-                   max(v_at - q.expires_at) FILTER (WHERE q.expires_at < v_at) AS max_overdue,
-                   min(q.expires_at) AS min_deadline
+                   max(v_at - q.expires_at) FILTER (WHERE q.expires_at < v_at) AS max_overdue
             FROM jobs.job_queue q
-            WHERE q.status = 'running' AND q.expires_at >= v_running_floor
+            WHERE q.status = 'running' AND q.started_at >= v_running_floor
             GROUP BY q.task
         ), tasks AS (
             SELECT p.task FROM pending p WHERE p.pending > 0
@@ -1728,7 +1727,7 @@ BEGIN
         SELECT t.task, coalesce(p.pending, 0) - f.scheduled - f.retry_wait AS ready,
                f.scheduled, f.retry_wait, coalesce(r.running, 0) AS running,
                coalesce(r.expired, 0) AS expired, o.oldest_ready_at, r.oldest_started_at,
-               r.max_overdue, r.min_deadline
+               r.max_overdue
         FROM tasks t
         LEFT JOIN pending p ON p.task = t.task
         LEFT JOIN running r ON r.task = t.task
@@ -1761,19 +1760,19 @@ BEGIN
         oldest_ready_age_seconds := coalesce(extract(epoch FROM v_at - v_row.oldest_ready_at), 0);
         oldest_running_seconds := coalesce(extract(epoch FROM v_at - v_row.oldest_started_at), 0);
         max_expired_overdue_seconds := coalesce(extract(epoch FROM v_row.max_overdue), 0);
-        v_min_deadline := least(v_min_deadline, v_row.min_deadline);
+        v_min_started := least(v_min_started, v_row.oldest_started_at);
         v_min_ready := least(v_min_ready, v_row.oldest_ready_at);
         RETURN NEXT;
     END LOOP;
-    PERFORM set_config('pgjobs.stats_floors',
+    PERFORM set_config('pgjobs.queue_stats_floors',
                        format('%s|%s|%s', extract(epoch FROM v_full_at),
-                              extract(epoch FROM v_min_deadline - v_margin),
+                              extract(epoch FROM v_min_started - v_margin),
                               extract(epoch FROM v_min_ready - v_margin)), false);
 END $$;
 
 -- Name: FUNCTION queue_stats(); Type: COMMENT; Schema: jobs; Owner: -
 
-COMMENT ON FUNCTION jobs.queue_stats() IS 'The rows of jobs.stats_queue (see there). Walks the queue''s indexes from floors this session found at its previous call, fully at least every pgjobs.stats_full_scan_interval (5 min; see migration 17). Role: jobs_monitor, jobs_operator.';
+COMMENT ON FUNCTION jobs.queue_stats() IS 'The rows of jobs.stats_queue (see there). Walks the queue''s indexes from floors this session found at its previous call, fully at least every pgjobs.stats_full_scan_interval (5 min; see migrations 17 and 18). Role: jobs_monitor, jobs_operator.';
 
 -- Name: recount_pending(); Type: FUNCTION; Schema: jobs; Owner: -
 
@@ -2110,7 +2109,7 @@ CREATE FUNCTION jobs.stats_floor(i_which integer) RETURNS timestamp with time zo
         THEN '-infinity'::timestamptz
         ELSE to_timestamp(split_part(f.floors, '|', i_which + 1)::float8)
     END
-    FROM (SELECT coalesce(current_setting('pgjobs.stats_floors', true), '') AS floors) AS f
+    FROM (SELECT coalesce(current_setting('pgjobs.queue_stats_floors', true), '') AS floors) AS f
 $$;
 
 -- Name: FUNCTION stats_floor(i_which integer); Type: COMMENT; Schema: jobs; Owner: -
@@ -2407,7 +2406,7 @@ CREATE VIEW jobs.stats_jobs_on_stale_workers AS
     count(*) AS jobs
    FROM (jobs.job_queue q
      JOIN jobs.worker w ON ((w.worker_id = q.worker_id)))
-  WHERE ((q.status = 'running'::text) AND (q.expires_at >= jobs.stats_floor(1)) AND ((w.stopped_at IS NOT NULL) OR ((w.heartbeat_at + w.stale_after) < clock_timestamp())) AND (EXISTS ( SELECT 1
+  WHERE ((q.status = 'running'::text) AND (q.started_at >= jobs.stats_floor(1)) AND ((w.stopped_at IS NOT NULL) OR ((w.heartbeat_at + w.stale_after) < clock_timestamp())) AND (EXISTS ( SELECT 1
            FROM jobs.worker s
           WHERE ((s.stopped_at IS NOT NULL) OR ((s.heartbeat_at + s.stale_after) < statement_timestamp())))))
   GROUP BY q.task;
@@ -2681,6 +2680,10 @@ CREATE INDEX job_queue_pending_task ON jobs.job_queue USING btree (task, schedul
 -- Name: job_queue_running_expiry; Type: INDEX; Schema: jobs; Owner: -
 
 CREATE INDEX job_queue_running_expiry ON jobs.job_queue USING btree (expires_at) WHERE (status = 'running'::text);
+
+-- Name: job_queue_running_started; Type: INDEX; Schema: jobs; Owner: -
+
+CREATE INDEX job_queue_running_started ON jobs.job_queue USING btree (started_at) WHERE (status = 'running'::text);
 
 -- Name: schedules_next_slot; Type: INDEX; Schema: jobs; Owner: -
 

@@ -123,7 +123,38 @@ TEST_F(StatsTest, QueueStatsStepOverTheDeadEntriesOfFinishedJobsOnce) {
   holder.Execute("release", "COMMIT");
 }
 
-// The floors never pass a running job's deadline, so a job that expires between two calls is
+// A job that finished within its timeout keeps its deadline ahead: walked by deadline, its dead
+// entry would be stepped over at every scrape for a whole timeout. By start time, the calls after
+// the first read only the jobs that started since the previous call or after the oldest job
+// still running, which stays counted however long it runs.
+TEST_F(StatsTest, QueueStatsStepOverJobsThatFinishedWithinTheirTimeoutOnce) {
+  db::Connection holder = Connect();
+  holder.Execute("hold", "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM pg_class");
+  FinishJobs(2000);  // the default timeout: their deadlines are a minute ahead
+  Publish("long");
+  ASSERT_EQ(Conn().Query("take", "SELECT * FROM jobs.consume(1, '{long}')").Rows(), 1);
+  db::Connection monitor = Connect();
+  monitor.Execute("settings", "SET pgjobs.consume_floor_margin = '0'");
+  const std::string read = kQueueIndexEntriesRead;
+  std::vector<long long> entries;
+  for (int call = 1; call <= 3; ++call) {
+    monitor.Execute("begin", "BEGIN");
+    const long long before = monitor.Query("read", read).Int(0, 0);
+    auto stats = ReadStats(monitor);
+    EXPECT_EQ(stats["long"].running, 1) << "call " << call;
+    EXPECT_EQ(stats["t"].running, 0) << "call " << call;
+    entries.push_back(monitor.Query("read", read).Int(0, 0) - before);
+    monitor.Execute("commit", "COMMIT");
+  }
+  EXPECT_GE(entries[0], 2000) << "the first call walks every dead entry";
+  for (size_t call = 1; call < entries.size(); ++call) {
+    EXPECT_LT(entries[call], 50) << "call " << call + 1 << " read " << entries[call]
+                                 << " index entries";
+  }
+  holder.Execute("release", "COMMIT");
+}
+
+// The floors never pass a running job's start, so a job that expires between two calls is
 // still counted; runnable jobs the counters know of but the walk from the floor does not find
 // are walked down to; one below the floor behind others is found by the next full walk, at most
 // pgjobs.stats_full_scan_interval later.
