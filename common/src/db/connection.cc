@@ -425,8 +425,9 @@ std::vector<PipelineOutcome> Connection::RunPipelines(
   PGconn* conn = impl_->conn;
   std::vector<PipelineOutcome> outcomes(transactions.size());
   if (transactions.empty()) return outcomes;
-  const std::string& first_name =
-      transactions.front().empty() ? std::string("commit") : transactions.front().front().name;
+  // What a failure to enter pipeline mode is reported as.
+  const std::string first_name =
+      transactions.front().empty() ? "commit" : transactions.front().front().name;
   impl_->StartCall();
   if (PQenterPipelineMode(conn) == 0) impl_->Fail(first_name, nullptr);
   for (const std::vector<Statement>& statements : transactions) {
